@@ -1,0 +1,41 @@
+# Two commands do all the set-up: `make book` and `make test` each create
+# .venv from requirements.txt on first use (and again when it changes).
+
+PYTHON ?= python3.11
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+
+# nbgrader shells out to `alembic`, so the venv's bin/ must be on PATH for
+# every target, not only for the ones that call nbgrader directly.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Keep matplotlib headless in every target (tests, book, grading).
+export MPLBACKEND := Agg
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+.PHONY: help venv book test clean
+
+help:
+	@echo "make book   build the HTML book into _build/html (creates .venv on first use)"
+	@echo "make test   run the whole test suite (creates .venv on first use)"
+	@echo "make clean  remove _build (keeps .venv)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet -r requirements.txt 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	touch $(STAMP)
+
+# A clean build every time (--all): an incremental build skips unchanged
+# notebooks, so one that fails would go unnoticed. -W turns warnings into errors.
+book: $(STAMP)
+	jupyter-book build . --all -W --keep-going
+	@echo "book built: _build/html/index.html"
+
+test: $(STAMP)
+	python -m pytest
+
+clean:
+	rm -rf _build

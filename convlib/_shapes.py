@@ -1,0 +1,236 @@
+"""Argument checks and output-size arithmetic shared by every convolution path.
+
+Both the plain-loop functions (``convlib.loops``) and the vectorized ones
+(``convlib.conv``) call :func:`conv_geometry` first, so the two can only
+disagree about the arithmetic, never about which inputs are accepted or what
+shape comes out. Every error names the argument, what it received and what was
+needed: a learner reading the message should know what to change.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import NamedTuple, Sequence, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: The array type every convlib function takes and returns.
+Array = NDArray[np.floating]
+
+IntPair = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], str]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Geometry(NamedTuple):
+    """Everything the convolution arithmetic needs, already checked.
+
+    ``pad`` is (top, bottom, left, right): ``padding="same"`` with an even
+    kernel pads one row more at the bottom than at the top, as PyTorch does.
+    """
+
+    N: int
+    C_in: int
+    H: int
+    W: int
+    C_out: int
+    KH: int
+    KW: int
+    groups: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pad: tuple[int, int, int, int]
+    H_out: int
+    W_out: int
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C_out, self.H_out, self.W_out)
+
+    @property
+    def padded_hw(self) -> tuple[int, int]:
+        top, bottom, left, right = self.pad
+        return (self.H + top + bottom, self.W + left + right)
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass, but stride=True is a mistake, not a 1.
+    return isinstance(value, (Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
+    """Return ``value`` as a pair of ints, each at least ``minimum``.
+
+    >>> as_pair(2, "stride", 1)
+    (2, 2)
+    >>> as_pair((1, 3), "dilation", 1)
+    (1, 3)
+    """
+    if _is_int(value):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum} in each direction, got {value!r}")
+    return pair
+
+
+def as_shape(value: object, name: str, ndim: int = 4) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of ``ndim`` positive ints (a shape argument)."""
+    try:
+        shape = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of {ndim} ints, got {value!r}") from None
+    if len(shape) != ndim or not all(_is_int(s) for s in shape):
+        raise TypeError(f"{name} must be a sequence of {ndim} ints, got {value!r}")
+    if min(shape) < 1:
+        raise ValueError(f"{name} must have every size >= 1, got {shape}")
+    return tuple(int(s) for s in shape)
+
+
+def check_array(a: object, name: str, layout: str) -> np.ndarray:
+    """Check that ``a`` is a float32/float64 NumPy array with ``len(layout)`` axes.
+
+    ``layout`` names the axes, e.g. "NCHW", and appears in the error message.
+    """
+    if not isinstance(a, np.ndarray):
+        raise TypeError(
+            f"{name} must be a numpy array of shape {layout}, got {type(a).__name__}"
+            " (a torch tensor needs .detach().numpy())"
+        )
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be float32 or float64, got dtype {a.dtype}; "
+            "convert with .astype(np.float64)"
+        )
+    if a.ndim != len(layout):
+        raise ValueError(
+            f"{name} must have {len(layout)} axes ({layout}), got shape {a.shape} "
+            f"with {a.ndim} axes"
+        )
+    return a
+
+
+def check_same_dtype(**arrays: np.ndarray | None) -> np.dtype:
+    """Check that all given arrays share a dtype: nothing is silently upcast."""
+    named = {k: a for k, a in arrays.items() if a is not None}
+    dtypes = {a.dtype for a in named.values()}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{k} is {a.dtype}" for k, a in named.items())
+        raise TypeError(f"arrays must share one dtype, got {listing}")
+    return next(iter(dtypes))
+
+
+def resolve_padding(
+    padding: Padding, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Turn ``padding`` into (top, bottom, left, right) zero rows/columns.
+
+    ``"valid"`` means none; ``"same"`` (stride 1 only) pads ``d * (k - 1)`` in
+    total, the odd one at the bottom/right, so the output keeps the input size.
+
+    >>> resolve_padding("same", (4, 3), (1, 1), (1, 1))
+    (1, 2, 1, 1)
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f'padding="same" needs stride 1, got stride={stride}; '
+                    "give the padding as a number instead"
+                )
+            total_h = dilation[0] * (kernel[0] - 1)
+            total_w = dilation[1] * (kernel[1] - 1)
+            return (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
+        raise ValueError(f'padding must be an int, a pair, "valid" or "same", got {padding!r}')
+    ph, pw = as_pair(padding, "padding", 0)
+    return (ph, ph, pw, pw)
+
+
+def output_size(size: int, pad_total: int, kernel: int, stride: int, dilation: int) -> int:
+    """Number of window positions along one axis: floor((size + pad - d(k-1) - 1) / s) + 1.
+
+    >>> output_size(5, 2, 3, 2, 1)
+    3
+    """
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_geometry(
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    input_name: str = "x",
+    weight_name: str = "w",
+) -> Geometry:
+    """Check a convolution's shapes and hyper-parameters and compute its output size."""
+    N, C_in, H, W = input_shape
+    C_out, C_in_g, KH, KW = weight_shape
+    if not _is_int(groups):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if C_in % groups:
+        raise ValueError(
+            f"groups={groups} must divide the input channels, but {input_name} has "
+            f"C_in={C_in} (shape {tuple(input_shape)})"
+        )
+    if C_out % groups:
+        raise ValueError(
+            f"groups={groups} must divide the output channels, but {weight_name} has "
+            f"C_out={C_out} (shape {tuple(weight_shape)})"
+        )
+    if C_in_g * groups != C_in:
+        raise ValueError(
+            f"channel mismatch: {input_name} has C_in={C_in} channels (shape "
+            f"{tuple(input_shape)}), so with groups={groups} {weight_name} needs shape "
+            f"({C_out}, {C_in // groups}, {KH}, {KW}), got {tuple(weight_shape)}"
+        )
+    s = as_pair(stride, "stride", 1)
+    d = as_pair(dilation, "dilation", 1)
+    pad = resolve_padding(padding, (KH, KW), s, d)
+    span_h, span_w = d[0] * (KH - 1) + 1, d[1] * (KW - 1) + 1
+    Hp, Wp = H + pad[0] + pad[1], W + pad[2] + pad[3]
+    if span_h > Hp or span_w > Wp:
+        raise ValueError(
+            f"kernel larger than the padded input: {weight_name} of shape "
+            f"{tuple(weight_shape)} with dilation {d} spans {span_h}x{span_w}, but "
+            f"{input_name} of shape {tuple(input_shape)} padded by {pad} (top, bottom, "
+            f"left, right) is only {Hp}x{Wp}"
+        )
+    H_out = output_size(H, pad[0] + pad[1], KH, s[0], d[0])
+    W_out = output_size(W, pad[2] + pad[3], KW, s[1], d[1])
+    return Geometry(N, C_in, H, W, C_out, KH, KW, groups, s, d, pad, H_out, W_out)
+
+
+def check_grad_out(grad_out: object, geo: Geometry) -> np.ndarray:
+    """Check that ``grad_out`` has exactly the forward output's shape."""
+    check_array(grad_out, "grad_out", "NCHW")
+    assert isinstance(grad_out, np.ndarray)
+    if grad_out.shape != geo.out_shape:
+        raise ValueError(
+            f"grad_out must have the forward output's shape {geo.out_shape}, got "
+            f"{grad_out.shape}"
+        )
+    return grad_out
+
+
+def check_bias(b: object, C_out: int) -> np.ndarray | None:
+    """Check an optional bias of shape (C_out,)."""
+    if b is None:
+        return None
+    check_array(b, "b", "C")
+    assert isinstance(b, np.ndarray)
+    if b.shape != (C_out,):
+        raise ValueError(f"b must have shape ({C_out},), one value per output channel, got {b.shape}")
+    return b

@@ -1,0 +1,184 @@
+"""Convolution and its gradients as plain loops: the ground truth.
+
+Each function here is the formula written out one index at a time, slow on
+purpose, so that it can be read next to the mathematics and trusted. The
+vectorized functions in ``convlib.conv`` are tested against these, and both
+against PyTorch. The signatures, checks and results are the same as there.
+
+Notation used in every function: the padded input ``xp``, output position
+``(p, q)``, kernel tap ``(i, j)``, group ``g`` of output channel ``o``, and
+``c`` the input channel inside that group. Tap ``(i, j)`` of the window at
+``(p, q)`` reads pixel ``(p * s_h + i * d_h, q * s_w + j * d_w)`` of ``xp``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._shapes import (
+    Array,
+    IntPair,
+    Padding,
+    as_shape,
+    check_array,
+    check_bias,
+    check_grad_out,
+    check_same_dtype,
+    conv_geometry,
+)
+
+__all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight"]
+
+
+def conv2d(
+    x: Array,
+    w: Array,
+    b: Array | None = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Array:
+    r"""Cross-correlation, one output value at a time.
+
+    .. math::
+        \text{out}[n, o, p, q] = b[o] + \sum_{c, i, j}
+            x_p[n, gC_g + c, p s_h + i d_h, q s_w + j d_w]\, w[o, c, i, j]
+
+    Args and Returns: as :func:`convlib.conv2d`.
+
+    >>> x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    >>> w = np.array([[[[1.0, 0.0], [0.0, -1.0]]]])
+    >>> conv2d(x, w)[0, 0]
+    array([[-4., -4.],
+           [-4., -4.]])
+    """
+    check_array(x, "x", "NCHW")
+    check_array(w, "w", "OIHW")
+    check_bias(b, w.shape[0])
+    check_same_dtype(x=x, w=w, b=b)
+    geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    (sh, sw), (dh, dw) = geo.stride, geo.dilation
+    top, bottom, left, right = geo.pad
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    C_g = geo.C_in // geo.groups  # input channels per group
+    O_g = geo.C_out // geo.groups  # output channels per group
+
+    out = np.zeros(geo.out_shape, dtype=x.dtype)
+    for n in range(geo.N):
+        for o in range(geo.C_out):
+            g = o // O_g
+            for p in range(geo.H_out):
+                for q in range(geo.W_out):
+                    total = 0.0 if b is None else float(b[o])
+                    for c in range(C_g):
+                        for i in range(geo.KH):
+                            for j in range(geo.KW):
+                                total += xp[n, g * C_g + c, p * sh + i * dh, q * sw + j * dw] * w[o, c, i, j]
+                    out[n, o, p, q] = total
+    return out
+
+
+def conv2d_grad_weight(
+    x: Array,
+    weight_shape: Sequence[int],
+    grad_out: Array,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Array:
+    r"""Weight gradient: each weight collects from every image and output position.
+
+    .. math::
+        \frac{\partial L}{\partial w[o, c, i, j]} = \sum_{n, p, q}
+            \frac{\partial L}{\partial \text{out}[n, o, p, q]}\,
+            x_p[n, gC_g + c, p s_h + i d_h, q s_w + j d_w]
+
+    Args and Returns: as :func:`convlib.conv2d_grad_weight`.
+
+    >>> x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    >>> g = np.array([[[[0.1, 0.2], [0.3, 0.4]]]])
+    >>> conv2d_grad_weight(x, (1, 1, 2, 2), g)[0, 0].round(12)
+    array([[3.7, 4.7],
+           [6.7, 7.7]])
+    """
+    check_array(x, "x", "NCHW")
+    weight_shape = as_shape(weight_shape, "weight_shape")
+    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups)
+    check_grad_out(grad_out, geo)
+    check_same_dtype(x=x, grad_out=grad_out)
+    (sh, sw), (dh, dw) = geo.stride, geo.dilation
+    top, bottom, left, right = geo.pad
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    C_g = geo.C_in // geo.groups
+    O_g = geo.C_out // geo.groups
+
+    grad_w = np.zeros(weight_shape, dtype=x.dtype)
+    for o in range(geo.C_out):
+        g = o // O_g
+        for c in range(C_g):
+            for i in range(geo.KH):
+                for j in range(geo.KW):
+                    total = 0.0
+                    # the sum over the batch matters: every image used this weight
+                    for n in range(geo.N):
+                        for p in range(geo.H_out):
+                            for q in range(geo.W_out):
+                                total += grad_out[n, o, p, q] * xp[n, g * C_g + c, p * sh + i * dh, q * sw + j * dw]
+                    grad_w[o, c, i, j] = total
+    return grad_w
+
+
+def conv2d_grad_input(
+    input_shape: Sequence[int],
+    w: Array,
+    grad_out: Array,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Array:
+    r"""Input gradient: each output sends its gradient back through every tap.
+
+    For every (n, o, p, q) and tap (i, j, c), the pixel that tap read receives
+
+    .. math::
+        \frac{\partial L}{\partial x_p[n, gC_g + c, p s_h + i d_h, q s_w + j d_w]}
+            \mathrel{+}= \frac{\partial L}{\partial \text{out}[n, o, p, q]}\, w[o, c, i, j]
+
+    (``+=``: overlapping windows add up), and the padding is cut off at the end.
+
+    Args and Returns: as :func:`convlib.conv2d_grad_input`.
+
+    >>> w = np.array([[[[1.0, 0.0], [0.0, -1.0]]]])
+    >>> g = np.array([[[[0.1, 0.2], [0.3, 0.4]]]])
+    >>> conv2d_grad_input((1, 1, 3, 3), w, g)[0, 0]
+    array([[ 0.1,  0.2,  0. ],
+           [ 0.3,  0.3, -0.2],
+           [ 0. , -0.3, -0.4]])
+    """
+    input_shape = as_shape(input_shape, "input_shape")
+    check_array(w, "w", "OIHW")
+    geo = conv_geometry(input_shape, w.shape, stride, padding, dilation, groups, input_name="input_shape")
+    check_grad_out(grad_out, geo)
+    check_same_dtype(w=w, grad_out=grad_out)
+    (sh, sw), (dh, dw) = geo.stride, geo.dilation
+    top, _, left, _ = geo.pad
+    C_g = geo.C_in // geo.groups
+    O_g = geo.C_out // geo.groups
+
+    Hp, Wp = geo.padded_hw
+    grad_xp = np.zeros((geo.N, geo.C_in, Hp, Wp), dtype=w.dtype)
+    for n in range(geo.N):
+        for o in range(geo.C_out):
+            g = o // O_g
+            for p in range(geo.H_out):
+                for q in range(geo.W_out):
+                    for c in range(C_g):
+                        for i in range(geo.KH):
+                            for j in range(geo.KW):
+                                grad_xp[n, g * C_g + c, p * sh + i * dh, q * sw + j * dw] += grad_out[n, o, p, q] * w[o, c, i, j]
+    return grad_xp[:, :, top : top + geo.H, left : left + geo.W].copy()

@@ -1,0 +1,188 @@
+"""A PyTorch layer whose backward pass is convlib's NumPy gradients.
+
+``Conv2dFunction`` is a ``torch.autograd.Function``: PyTorch calls its
+``forward`` during the forward pass and its ``backward`` when the loss is
+differentiated, and everything in between is NumPy. ``Conv2d`` wraps it in an
+``nn.Module`` that can replace ``torch.nn.Conv2d`` in any model.
+
+This module imports torch; ``import convlib`` loads it only when one of these
+names is first used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .conv import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+
+__all__ = ["Conv2dFunction", "Conv2d"]
+
+
+def _to_numpy(t: torch.Tensor, name: str) -> np.ndarray:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{name} must be on the CPU (NumPy runs there), got device {t.device}")
+    return t.detach().numpy()
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """Convolution as a custom autograd function, with NumPy forward and backward.
+
+    Call it as ``Conv2dFunction.apply(x, w, b, stride, padding, dilation, groups)``
+    (``b`` may be None). ``backward`` returns one gradient per argument of
+    ``forward``: tensors for ``x``, ``w``, ``b`` (each only if needed) and None
+    for the four settings, which are not tensors.
+
+    >>> x = torch.ones(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    >>> w = torch.ones(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    >>> Conv2dFunction.apply(x, w, None, 1, 0, 1, 1).sum().backward()
+    >>> x.grad[0, 0]
+    tensor([[1., 2., 1.],
+            [2., 4., 2.],
+            [1., 2., 1.]], dtype=torch.float64)
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+    ) -> torch.Tensor:
+        x_np, w_np = _to_numpy(x, "x"), _to_numpy(w, "w")
+        b_np = None if b is None else _to_numpy(b, "b")
+        out = conv2d(x_np, w_np, b_np, stride, padding, dilation, groups)
+        # Only what backward needs: the input (for grad_w) and the weights (for grad_x).
+        ctx.save_for_backward(x, w)
+        ctx.settings = (stride, padding, dilation, groups)
+        ctx.has_bias = b is not None
+        return torch.from_numpy(out)
+
+    @staticmethod
+    @once_differentiable  # the backward is NumPy: it cannot itself be differentiated
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        settings = ctx.settings
+        # grad_out may be a broadcast view (stride 0, e.g. from .sum()): make it a real array.
+        g = np.ascontiguousarray(grad_out.detach().numpy())
+        x_np, w_np = x.detach().numpy(), w.detach().numpy()
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.from_numpy(conv2d_grad_input(x_np.shape, w_np, g, *settings))
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.from_numpy(conv2d_grad_weight(x_np, w_np.shape, g, *settings))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = torch.from_numpy(conv2d_grad_bias(g))
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (isinstance(value, (tuple, list)) and len(value) == 2)
+    ):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+class Conv2d(nn.Module):
+    """Drop-in replacement for ``torch.nn.Conv2d`` computed by :class:`Conv2dFunction`.
+
+    Same constructor, same parameters (``weight`` of shape
+    (out_channels, in_channels // groups, KH, KW) and ``bias`` of shape
+    (out_channels,)), same initialisation and the same ``state_dict`` keys, so
+    ``load_state_dict`` works in both directions. Only ``padding_mode='zeros'``
+    is supported.
+
+    >>> _ = torch.manual_seed(0)
+    >>> layer = Conv2d(3, 8, kernel_size=3, padding=1)
+    >>> layer(torch.zeros(2, 3, 5, 5)).shape
+    torch.Size([2, 8, 5, 5])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"padding_mode must be 'zeros' for convlib.Conv2d, got {padding_mode!r}; "
+                "use torch.nn.Conv2d for reflect, replicate or circular padding"
+            )
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride={self.stride}")
+            self.padding: tuple[int, int] | str = padding
+        else:
+            self.padding = _pair(padding, "padding")
+        self.padding_mode = padding_mode
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(
+            torch.empty((out_channels, in_channels // groups, *self.kernel_size), **factory)
+        )
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        if not bias:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as ``nn.Conv2d`` does: same calls, same order, same random draws."""
+        # Kaiming-uniform with a=sqrt(5) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
+            if fan_in:
+                bound = 1 / math.sqrt(fan_in)
+                nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Conv2dFunction.apply(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
+        if self.padding not in ((0, 0), "valid"):
+            text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
