@@ -92,14 +92,15 @@ def as_shape(value: object, name: str, ndim: int = 4) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def check_array(a: object, name: str, layout: str) -> np.ndarray:
+def check_array(a: object, name: str, layout: str | None = None) -> np.ndarray:
     """Check that ``a`` is a float32/float64 NumPy array with ``len(layout)`` axes.
 
-    ``layout`` names the axes, e.g. "NCHW", and appears in the error message.
+    ``layout`` names the axes, e.g. "NCHW", and appears in the error message;
+    None skips the check of the number of axes.
     """
     if not isinstance(a, np.ndarray):
         raise TypeError(
-            f"{name} must be a numpy array of shape {layout}, got {type(a).__name__}"
+            f"{name} must be a numpy array, got {type(a).__name__}"
             " (a torch tensor needs .detach().numpy())"
         )
     if a.dtype not in FLOAT_DTYPES:
@@ -107,7 +108,7 @@ def check_array(a: object, name: str, layout: str) -> np.ndarray:
             f"{name} must be float32 or float64, got dtype {a.dtype}; "
             "convert with .astype(np.float64)"
         )
-    if a.ndim != len(layout):
+    if layout is not None and a.ndim != len(layout):
         raise ValueError(
             f"{name} must have {len(layout)} axes ({layout}), got shape {a.shape} "
             f"with {a.ndim} axes"
@@ -214,8 +215,8 @@ def conv_geometry(
 
 
 def check_grad_out(grad_out: object, geo: Geometry) -> np.ndarray:
-    """Check that ``grad_out`` has exactly the forward output's shape."""
-    check_array(grad_out, "grad_out", "NCHW")
+    """Check that ``grad_out`` is a float array with exactly the forward output's shape."""
+    check_array(grad_out, "grad_out")  # the shape check below also covers ndim
     assert isinstance(grad_out, np.ndarray)
     if grad_out.shape != geo.out_shape:
         raise ValueError(

@@ -186,7 +186,7 @@ def conv2d_grad_weight(
     """
     check_array(x, "x", "NCHW")
     weight_shape = as_shape(weight_shape, "weight_shape")
-    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups)
+    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, weight_name="weight_shape")
     check_grad_out(grad_out, geo)
     check_same_dtype(x=x, grad_out=grad_out)
     cols = _im2col(x, geo)  # (G, M, K)

@@ -48,19 +48,17 @@ def numerical_grad(f: Callable[[Array], float], x: Array, eps: float = 1e-6) -> 
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps!r}")
     grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    if not np.shares_memory(flat, x):
-        raise ValueError("x must be contiguous so that it can be perturbed in place; pass x.copy()")
-    for k in range(flat.size):
-        saved = flat[k]
+    # np.ndindex walks every entry of any layout, views and slices included.
+    for idx in np.ndindex(x.shape):
+        saved = x[idx]
         try:
-            flat[k] = saved + eps
+            x[idx] = saved + eps
             f_plus = float(f(x))
-            flat[k] = saved - eps
+            x[idx] = saved - eps
             f_minus = float(f(x))
         finally:
-            flat[k] = saved  # never leave x perturbed, even if f raised
-        gflat[k] = (f_plus - f_minus) / (2 * eps)
+            x[idx] = saved  # never leave x perturbed, even if f raised
+        grad[idx] = (f_plus - f_minus) / (2 * eps)
     return grad
 
 

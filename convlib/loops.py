@@ -107,7 +107,7 @@ def conv2d_grad_weight(
     """
     check_array(x, "x", "NCHW")
     weight_shape = as_shape(weight_shape, "weight_shape")
-    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups)
+    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, weight_name="weight_shape")
     check_grad_out(grad_out, geo)
     check_same_dtype(x=x, grad_out=grad_out)
     (sh, sw), (dh, dw) = geo.stride, geo.dilation

@@ -152,9 +152,10 @@ class Conv2d(nn.Module):
         self.weight = nn.Parameter(
             torch.empty((out_channels, in_channels // groups, *self.kernel_size), **factory)
         )
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        if not bias:
-            self.register_parameter("bias", None)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
+        else:
+            self.register_parameter("bias", None)  # like nn.Conv2d: present, but None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
