@@ -122,7 +122,7 @@ class Value:
         return Value._result(self.data + b.data, "+", ((self, 1.0), (b, 1.0)))
 
     def __radd__(self, other: Operand) -> Value:
-        """Sum with a number on the left: ``3 + a``."""
+        """Sum with a number c on the left: d(c + a)/da = 1."""
         return self + other  # addition commutes; the drawing shows a + 3
 
     def __sub__(self, other: Operand) -> Value:
@@ -137,7 +137,7 @@ class Value:
         return Value._result(self.data - b.data, "-", ((self, 1.0), (b, -1.0)))
 
     def __rsub__(self, other: Operand) -> Value:
-        """Difference with a number on the left: ``2 - a``."""
+        """Difference with a number c on the left: d(c - a)/da = -1."""
         b = self._coerce(other)
         return NotImplemented if b is None else b - self
 
@@ -164,7 +164,7 @@ class Value:
         return Value._result(self.data * b.data, "*", ((self, b.data), (b, self.data)))
 
     def __rmul__(self, other: Operand) -> Value:
-        """Product with a number on the left: ``2 * a``."""
+        """Product with a number c on the left: d(c * a)/da = c."""
         return self * other  # multiplication commutes; the drawing shows a * 2
 
     def __truediv__(self, other: Operand) -> Value:
@@ -182,7 +182,7 @@ class Value:
         return Value._result(self.data / b.data, "/", local)
 
     def __rtruediv__(self, other: Operand) -> Value:
-        """Quotient with a number on the left: ``1 / a``."""
+        """Quotient with a number c on the left: d(c / a)/da = -c / a^2."""
         b = self._coerce(other)
         return NotImplemented if b is None else b / self
 
@@ -202,7 +202,7 @@ class Value:
             )
         p, a = float(exponent), self.data
         if a < 0 and not p.is_integer():
-            raise ValueError(f"{a} ** {p} is not a real number (negative base, fractional exponent)")
+            raise ValueError(f"{a} ** {p} is not real: a negative base needs an integer exponent")
         if a == 0 and p < 1 and p != 0:
             # p < 0: the value itself is infinite; 0 < p < 1: its slope is.
             raise ZeroDivisionError(f"0 ** {p} has no finite derivative at a = 0")
@@ -211,10 +211,12 @@ class Value:
 
     def __rpow__(self, base: object) -> Value:
         """Refuse ``2 ** a``: the exponent must be a constant, not a Value."""
-        raise TypeError("a Value cannot be an exponent; for c ** a write (a * math.log(c)).exp()")
+        raise TypeError("a Value cannot be an exponent; write c ** a as (a * math.log(c)).exp()")
 
     def relu(self) -> Value:
-        """Rectified linear unit max(a, 0): d relu(a)/da = 1 if a > 0 else 0 (0 at a = 0, as in PyTorch).
+        """Rectified linear unit max(a, 0): d relu(a)/da = 1 if a > 0 else 0.
+
+        At the kink a = 0 the slope is taken to be 0, as PyTorch does.
 
         >>> Value(-1.5).relu().data, Value(2.0).relu().data
         (0.0, 2.0)
@@ -353,7 +355,8 @@ class Value:
             for n in column:
                 y[id(n)] += shift
 
-        width, bottom, top = x_of[-1] + box_w / 2 + 0.25, min(y.values()) - 0.5, max(y.values()) + 0.5
+        width = x_of[-1] + box_w / 2 + 0.25
+        bottom, top = min(y.values()) - 0.5, max(y.values()) + 0.5
         if ax is None:
             # axes fill the figure, so one data unit is one inch and the text fits its box
             ax = Figure(figsize=(width, top - bottom)).add_axes((0.0, 0.0, 1.0, 1.0))

@@ -56,8 +56,10 @@ def test_conv_groups_not_dividing_out_channels_raises(call):
 
 
 @ALL
-def test_conv_kernel_larger_than_padded_input_raises(call):
-    _check(call, ValueError, r"kernel larger than the padded input.*spans 7x7.*only 6x6", w=np.zeros((3, 4, 7, 7)))
+@pytest.mark.parametrize("kh,kw", [(7, 7), (7, 3), (3, 7)])
+def test_conv_kernel_larger_than_padded_input_raises(call, kh, kw):
+    # one row or column too many is enough (a 6x6 kernel would fit exactly)
+    _check(call, ValueError, rf"kernel larger than the padded input.*spans {kh}x{kw}.*only 6x6", w=np.zeros((3, 4, kh, kw)))
 
 
 @ALL
