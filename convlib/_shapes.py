@@ -235,3 +235,35 @@ def check_bias(b: object, C_out: int) -> np.ndarray | None:
     if b.shape != (C_out,):
         raise ValueError(f"b must have shape ({C_out},), one value per output channel, got {b.shape}")
     return b
+
+
+# The three entry checks, one per public signature, shared by loops.py and conv.py.
+
+
+def check_forward(x, w, b, stride, padding, dilation, groups) -> Geometry:
+    """All checks of ``conv2d(x, w, b, ...)``; returns its geometry."""
+    check_array(x, "x", "NCHW")
+    check_array(w, "w", "OIHW")
+    check_bias(b, w.shape[0])
+    check_same_dtype(x=x, w=w, b=b)
+    return conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+
+
+def check_backward_input(input_shape, w, grad_out, stride, padding, dilation, groups) -> Geometry:
+    """All checks of ``conv2d_grad_input(input_shape, w, grad_out, ...)``."""
+    input_shape = as_shape(input_shape, "input_shape")
+    check_array(w, "w", "OIHW")
+    geo = conv_geometry(input_shape, w.shape, stride, padding, dilation, groups, input_name="input_shape")
+    check_grad_out(grad_out, geo)
+    check_same_dtype(w=w, grad_out=grad_out)
+    return geo
+
+
+def check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, groups) -> Geometry:
+    """All checks of ``conv2d_grad_weight(x, weight_shape, grad_out, ...)``."""
+    check_array(x, "x", "NCHW")
+    weight_shape = as_shape(weight_shape, "weight_shape")
+    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, weight_name="weight_shape")
+    check_grad_out(grad_out, geo)
+    check_same_dtype(x=x, grad_out=grad_out)
+    return geo

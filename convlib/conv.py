@@ -36,8 +36,10 @@ from ._shapes import (
     as_pair,
     as_shape,
     check_array,
+    check_backward_input,
+    check_backward_weight,
     check_bias,
-    check_grad_out,
+    check_forward,
     check_same_dtype,
     conv_geometry,
 )
@@ -134,11 +136,7 @@ def conv2d(
     array([[-4., -4.],
            [-4., -4.]])
     """
-    check_array(x, "x", "NCHW")
-    check_array(w, "w", "OIHW")
-    check_bias(b, w.shape[0])
-    check_same_dtype(x=x, w=w, b=b)
-    geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = check_forward(x, w, b, stride, padding, dilation, groups)
     G = geo.groups
     cols = _im2col(x, geo)  # (G, M, K)
     w_mat = w.reshape(G, geo.C_out // G, -1)  # (G, C_out/G, K)
@@ -184,11 +182,8 @@ def conv2d_grad_weight(
     array([[3.7, 4.7],
            [6.7, 7.7]])
     """
-    check_array(x, "x", "NCHW")
-    weight_shape = as_shape(weight_shape, "weight_shape")
-    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, weight_name="weight_shape")
-    check_grad_out(grad_out, geo)
-    check_same_dtype(x=x, grad_out=grad_out)
+    geo = check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, groups)
+    weight_shape = (geo.C_out, geo.C_in // geo.groups, geo.KH, geo.KW)
     cols = _im2col(x, geo)  # (G, M, K)
     go = _grad_out_rows(grad_out, geo)  # (G, M, C_out/G)
     # The sum over n, p, q is the inner dimension M of one matrix product.
@@ -234,11 +229,7 @@ def conv2d_grad_input(
            [ 0.3,  0.3, -0.2],
            [ 0. , -0.3, -0.4]])
     """
-    input_shape = as_shape(input_shape, "input_shape")
-    check_array(w, "w", "OIHW")
-    geo = conv_geometry(input_shape, w.shape, stride, padding, dilation, groups, input_name="input_shape")
-    check_grad_out(grad_out, geo)
-    check_same_dtype(w=w, grad_out=grad_out)
+    geo = check_backward_input(input_shape, w, grad_out, stride, padding, dilation, groups)
     G, Cg = geo.groups, geo.C_in // geo.groups
     go = _grad_out_rows(grad_out, geo)  # (G, M, C_out/G)
     w_mat = w.reshape(G, geo.C_out // G, -1)  # (G, C_out/G, K)

@@ -21,12 +21,9 @@ from ._shapes import (
     Array,
     IntPair,
     Padding,
-    as_shape,
-    check_array,
-    check_bias,
-    check_grad_out,
-    check_same_dtype,
-    conv_geometry,
+    check_backward_input,
+    check_backward_weight,
+    check_forward,
 )
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight"]
@@ -55,11 +52,7 @@ def conv2d(
     array([[-4., -4.],
            [-4., -4.]])
     """
-    check_array(x, "x", "NCHW")
-    check_array(w, "w", "OIHW")
-    check_bias(b, w.shape[0])
-    check_same_dtype(x=x, w=w, b=b)
-    geo = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = check_forward(x, w, b, stride, padding, dilation, groups)
     (sh, sw), (dh, dw) = geo.stride, geo.dilation
     top, bottom, left, right = geo.pad
     xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
@@ -105,11 +98,8 @@ def conv2d_grad_weight(
     array([[3.7, 4.7],
            [6.7, 7.7]])
     """
-    check_array(x, "x", "NCHW")
-    weight_shape = as_shape(weight_shape, "weight_shape")
-    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, weight_name="weight_shape")
-    check_grad_out(grad_out, geo)
-    check_same_dtype(x=x, grad_out=grad_out)
+    geo = check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, groups)
+    weight_shape = (geo.C_out, geo.C_in // geo.groups, geo.KH, geo.KW)
     (sh, sw), (dh, dw) = geo.stride, geo.dilation
     top, bottom, left, right = geo.pad
     xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
@@ -160,11 +150,7 @@ def conv2d_grad_input(
            [ 0.3,  0.3, -0.2],
            [ 0. , -0.3, -0.4]])
     """
-    input_shape = as_shape(input_shape, "input_shape")
-    check_array(w, "w", "OIHW")
-    geo = conv_geometry(input_shape, w.shape, stride, padding, dilation, groups, input_name="input_shape")
-    check_grad_out(grad_out, geo)
-    check_same_dtype(w=w, grad_out=grad_out)
+    geo = check_backward_input(input_shape, w, grad_out, stride, padding, dilation, groups)
     (sh, sw), (dh, dw) = geo.stride, geo.dilation
     top, _, left, _ = geo.pad
     C_g = geo.C_in // geo.groups

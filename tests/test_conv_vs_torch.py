@@ -175,3 +175,16 @@ def test_conv2d_and_grads_match_torch_property(params):
     np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g), ref["grad_x"], RTOL64, ATOL64)
     np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g), ref["grad_w"], RTOL64, ATOL64)
     np.testing.assert_allclose(convlib.conv2d_grad_bias(go), ref["grad_b"], RTOL64, ATOL64)
+
+
+@pytest.mark.parametrize("padding", [0, 1])  # 0: no np.pad copy, the view's own strides are used
+@pytest.mark.parametrize("view", ["flipped", "transposed", "sliced"])
+def test_conv2d_and_grads_accept_non_contiguous_views(view, padding):
+    base = np.random.default_rng(40).standard_normal((2, 3, 9, 9))
+    x = {"flipped": base[:, :, ::-1, :], "transposed": base.transpose(0, 1, 3, 2), "sliced": base[:, :, 1::2, ::2]}[view]
+    w = np.random.default_rng(41).standard_normal((4, 3, 3, 3))[:, :, ::-1, :]
+    ref = torch_reference(np.ascontiguousarray(x), np.ascontiguousarray(w), None, 42, 1, padding, 1, 1)
+    go = ref["grad_out"].transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)  # non-contiguous too
+    np.testing.assert_allclose(convlib.conv2d(x, w, None, 1, padding), ref["out"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, 1, padding), ref["grad_x"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, 1, padding), ref["grad_w"], RTOL64, ATOL64)
