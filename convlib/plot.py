@@ -10,16 +10,30 @@ highlight with the same index arithmetic as ``convlib.loops``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from ._figure import Figure
 
 from ._shapes import IntPair, Padding, as_pair, conv_geometry
 from .scalar import Value
 
-__all__ = ["computational_graph", "sliding_window", "array_grid"]
+__all__ = [
+    "Figure",
+    "computational_graph",
+    "sliding_window",
+    "array_grid",
+    "array_row",
+    "im2col_matrix",
+    "weight_gradient_terms",
+    "full_padding_flip",
+    "input_gradient_fanout",
+    "zero_insertion",
+    "grouped_weight_matrix",
+    "finite_difference_error",
+]
 
 # One palette for the whole book, readable in grey-scale print too.
 PAD_COLOR = "#e8e8e8"
@@ -28,22 +42,54 @@ OUT_COLOR = "#5b8e7d"
 EDGE_COLOR = "#555555"
 
 
-def _draw_grid(ax, values: np.ndarray | None, shape: tuple[int, int], colors: dict[tuple[int, int], str],
-               title: str, fmt: str = "{:g}") -> None:
-    """Draw a grid of cells, row 0 at the top, with optional numbers and colours."""
+def _draw_grid(ax, values: np.ndarray | None, shape: tuple[int, int], colors: Mapping[tuple[int, int], str],
+               title: str, fmt: str = "{:g}", x0: float = 0.0, notes: Mapping[tuple[int, int], str] | None = None,
+               own_axes: bool = True, y_top: float | None = None) -> None:
+    """Draw a grid of unit cells, row 0 at the top, with optional numbers, colours and notes.
+
+    With ``own_axes`` the grid fills ``ax`` (title as the axes title); otherwise
+    it is placed with its left edge at ``x0`` and top at ``y_top`` among others
+    on one axes, its title written above it.
+    """
     rows, cols = shape
+    top = rows if y_top is None else y_top
     for r in range(rows):
         for c in range(cols):
-            ax.add_patch(Rectangle((c, rows - 1 - r), 1, 1, facecolor=colors.get((r, c), "white"),
+            y = top - 1 - r
+            ax.add_patch(Rectangle((x0 + c, y), 1, 1, facecolor=colors.get((r, c), "white"),
                                    edgecolor=EDGE_COLOR, linewidth=1))
             if values is not None:
-                ax.text(c + 0.5, rows - 0.5 - r, fmt.format(values[r, c]), ha="center", va="center",
+                ax.text(x0 + c + 0.5, y + 0.5, fmt.format(values[r, c] + 0.0), ha="center", va="center",
                         fontsize=9)
-    ax.set_xlim(-0.1, cols + 0.1)
-    ax.set_ylim(-0.1, rows + 0.1)
+            if notes and (r, c) in notes:
+                ax.text(x0 + c + 0.95, y + 0.06, notes[(r, c)], ha="right", va="bottom", fontsize=6.5,
+                        color="#7a1f1f")
+    if own_axes:
+        ax.set_xlim(-0.1, cols + 0.1)
+        ax.set_ylim(-0.1, rows + 0.1)
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=10)
+    elif title:
+        ax.text(x0 + cols / 2, top + 0.25, title, ha="center", va="bottom", fontsize=10)
+
+
+def _canvas(width_units: float, height_units: float, scale: float = 0.5) -> tuple[Figure, object]:
+    """A figure with one frameless axes whose data units are ``scale`` inches."""
+    fig = Figure(figsize=(width_units * scale + 0.4, height_units * scale + 0.4))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(-0.4, width_units + 0.4)
+    ax.set_ylim(-0.4, height_units + 0.4)
     ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title(title, fontsize=10)
+    return fig, ax
+
+
+def _as_2d(a: object, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {a.shape}")
+    return a
 
 
 def array_grid(a: np.ndarray, title: str = "", fmt: str = "{:.2g}") -> Figure:
@@ -107,3 +153,275 @@ def computational_graph(value: Value) -> Figure:
     if not isinstance(value, Value):
         raise TypeError(f"value must be a convlib.Value, got {type(value).__name__}")
     return value.draw()
+
+
+def array_row(
+    arrays: Sequence[np.ndarray],
+    titles: Sequence[str],
+    between: Sequence[str] = (),
+    fmt: str = "{:.3g}",
+) -> Figure:
+    """Several 2-D arrays side by side, with a symbol between neighbours.
+
+    >>> fig = array_row([np.eye(2), np.ones((2, 2))], ["A", "B"], between=["="])
+    >>> sorted(t.get_text() for t in fig.axes[0].texts if t.get_text().isalpha())
+    ['A', 'B']
+    """
+    mats = [_as_2d(a, "arrays[%d]" % k) for k, a in enumerate(arrays)]
+    if len(titles) != len(mats):
+        raise ValueError(f"titles must have one entry per array ({len(mats)}), got {len(titles)}")
+    if len(between) not in (0, len(mats) - 1):
+        raise ValueError(f"between must have {len(mats) - 1} symbols (one per gap), got {len(between)}")
+    gap = 1.4
+    height = max(m.shape[0] for m in mats)
+    width = sum(m.shape[1] for m in mats) + gap * (len(mats) - 1)
+    fig, ax = _canvas(width, height + 1.0)
+    x = 0.0
+    for k, m in enumerate(mats):
+        y_top = (height + m.shape[0]) / 2  # centre every array vertically
+        _draw_grid(ax, m, m.shape, {}, titles[k], fmt, x0=x, own_axes=False, y_top=y_top)
+        x += m.shape[1]
+        if k < len(mats) - 1:
+            if between:
+                ax.text(x + gap / 2, height / 2, between[k], ha="center", va="center", fontsize=16)
+            x += gap
+    return fig
+
+
+def im2col_matrix(x2d: np.ndarray, kernel_hw: Sequence[int], stride: int = 1) -> Figure:
+    """The im2col matrix of one image: a row per output position, a column per kernel tap.
+
+    Left, the image with the window of output (0, 0) highlighted; right, the
+    matrix whose first row holds exactly those pixels. Multiplying the matrix by
+    the flattened kernel gives every output at once.
+
+    >>> fig = im2col_matrix(np.arange(9.0).reshape(3, 3), (2, 2))
+    >>> fig.axes[0].texts[-1].get_text()
+    'im2col: 4 windows x 4 taps'
+    """
+    x = _as_2d(x2d, "x2d")
+    KH, KW = (int(k) for k in kernel_hw)
+    geo = conv_geometry((1, 1, *x.shape), (1, 1, KH, KW), stride)
+    s = geo.stride
+    rows = [(p, q) for p in range(geo.H_out) for q in range(geo.W_out)]
+    cols = [(i, j) for i in range(KH) for j in range(KW)]
+    mat = np.array([[x[p * s[0] + i, q * s[1] + j] for (i, j) in cols] for (p, q) in rows])
+
+    label_w, gap = 1.6, 1.5
+    width = x.shape[1] + gap + label_w + len(cols)
+    height = max(x.shape[0], len(rows)) + 1.2
+    fig, ax = _canvas(width, height)
+    first = {(i, j): READ_COLOR for (i, j) in cols}
+    _draw_grid(ax, x, x.shape, first, "image", "{:g}", x0=0, own_axes=False, y_top=height - 1.2)
+    x0 = x.shape[1] + gap + label_w
+    top = height - 1.2
+    _draw_grid(ax, mat, mat.shape, {(0, c): READ_COLOR for c in range(len(cols))}, "", "{:g}",
+               x0=x0, own_axes=False, y_top=top)
+    for r, (p, q) in enumerate(rows):
+        ax.text(x0 - 0.15, top - r - 0.5, f"out({p},{q})", ha="right", va="center", fontsize=8)
+    for c, (i, j) in enumerate(cols):
+        ax.text(x0 + c + 0.5, top + 0.1, f"w{i}{j}", ha="center", va="bottom", fontsize=8)
+    ax.text(x0 + len(cols) / 2, top + 0.65, f"im2col: {len(rows)} windows x {len(cols)} taps",
+            ha="center", va="bottom", fontsize=10)
+    return fig
+
+
+def weight_gradient_terms(x2d: np.ndarray, grad_out2d: np.ndarray, tap: Sequence[int] = (0, 0)) -> Figure:
+    """The gradient of one weight as a sum over output positions (stride 1, no padding).
+
+    Weight ``(m, n)`` met pixel ``X[i+m, j+n]`` at every output ``(i, j)``; those
+    pixels are highlighted, each annotated with the upstream gradient it is
+    multiplied by, and the title gives the sum, dL/dW[m, n].
+
+    >>> X = np.arange(1.0, 10.0).reshape(3, 3)
+    >>> fig = weight_gradient_terms(X, [[0.1, 0.2], [0.3, 0.4]], tap=(0, 0))
+    >>> fig.axes[0].texts[-1].get_text()
+    'dL/dW[0,0] = 0.1·1 + 0.2·2 + 0.3·4 + 0.4·5 = 3.7'
+    """
+    x, g = _as_2d(x2d, "x2d"), _as_2d(grad_out2d, "grad_out2d")
+    KH, KW = x.shape[0] - g.shape[0] + 1, x.shape[1] - g.shape[1] + 1
+    if KH < 1 or KW < 1:
+        raise ValueError(f"grad_out2d {g.shape} cannot come from a valid convolution of x2d {x.shape}")
+    m, n = (int(v) for v in tap)
+    if not (0 <= m < KH and 0 <= n < KW):
+        raise ValueError(f"tap must lie in the {KH}x{KW} kernel, got {tuple(tap)}")
+    cells = {(i + m, j + n): (i, j) for i in range(g.shape[0]) for j in range(g.shape[1])}
+    notes = {xy: f"×{g[ij]:.3g}" for xy, ij in cells.items()}
+    total = sum(g[ij] * x[xy] for xy, ij in cells.items())
+    terms = " + ".join(f"{g[ij]:.3g}·{x[xy]:.3g}" for xy, ij in sorted(cells.items(), key=lambda kv: kv[1]))
+    gap = 1.5
+    width, height = x.shape[1] + gap + g.shape[1], max(x.shape[0], g.shape[0]) + 2.0
+    fig, ax = _canvas(width, height)
+    top = height - 2.0
+    _draw_grid(ax, x, x.shape, {xy: READ_COLOR for xy in cells}, "X", "{:.3g}", x0=0, notes=notes,
+               own_axes=False, y_top=top)
+    _draw_grid(ax, g, g.shape, {ij: OUT_COLOR + "80" for ij in cells.values()}, "dL/dO", "{:.3g}",
+               x0=x.shape[1] + gap, own_axes=False, y_top=top)
+    ax.text(width / 2, height - 0.3, f"dL/dW[{m},{n}] = {terms} = {total:.4g}", ha="center", va="top",
+            fontsize=10)
+    return fig
+
+
+def full_padding_flip(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequence[int] = (0, 0)) -> Figure:
+    """The input gradient as a full correlation with the rotated kernel (stride 1).
+
+    dL/dO is zero-padded by k-1 on every side (padding grey); the kernel rotated
+    by 180 degrees sits on the window that produces dL/dX[in_pos], each covered
+    cell annotated with the weight it meets. The title gives the sum.
+
+    >>> fig = full_padding_flip([[0.1, 0.2], [0.3, 0.4]], [[1.0, 0.0], [0.0, -1.0]], in_pos=(1, 1))
+    >>> fig.axes[0].texts[-1].get_text()
+    'dL/dX[1,1] = 0.1·(-1) + 0.4·1 = 0.3'
+    """
+    g, w = _as_2d(grad_out2d, "grad_out2d"), _as_2d(w2d, "w2d")
+    KH, KW = w.shape
+    padded = np.pad(g, ((KH - 1, KH - 1), (KW - 1, KW - 1)))
+    H, W = g.shape[0] + KH - 1, g.shape[1] + KW - 1
+    r, c = (int(v) for v in in_pos)
+    if not (0 <= r < H and 0 <= c < W):
+        raise ValueError(f"in_pos must lie in the {H}x{W} input, got {tuple(in_pos)}")
+    rot = w[::-1, ::-1]
+    colors = {(a, b): PAD_COLOR for a in range(padded.shape[0]) for b in range(padded.shape[1])
+              if not (KH - 1 <= a < KH - 1 + g.shape[0] and KW - 1 <= b < KW - 1 + g.shape[1])}
+    notes = {}
+    terms = []
+    for i in range(KH):
+        for j in range(KW):
+            colors[(r + i, c + j)] = READ_COLOR
+            notes[(r + i, c + j)] = f"×{rot[i, j]:.3g}"
+            if padded[r + i, c + j] != 0 and rot[i, j] != 0:
+                wv = rot[i, j]
+                terms.append(f"{padded[r + i, c + j]:.3g}·{wv:.3g}" if wv >= 0 else
+                             f"{padded[r + i, c + j]:.3g}·({wv:.3g})")
+    total = float(np.sum(padded[r:r + KH, c:c + KW] * rot))
+    gap = 1.5
+    width, height = padded.shape[1] + gap + KW, padded.shape[0] + 2.0
+    fig, ax = _canvas(width, height)
+    top = height - 2.0
+    _draw_grid(ax, padded, padded.shape, colors, f"dL/dO padded by {KH - 1}", "{:.3g}", notes=notes,
+               own_axes=False, y_top=top)
+    _draw_grid(ax, rot, rot.shape, {}, "W rotated 180°", "{:.3g}", x0=padded.shape[1] + gap,
+               own_axes=False, y_top=top - (padded.shape[0] - KH) / 2)
+    ax.text(width / 2, height - 0.3, f"dL/dX[{r},{c}] = {' + '.join(terms) or '0'} = {total + 0.0:.4g}",
+            ha="center", va="top", fontsize=10)
+    return fig
+
+
+def input_gradient_fanout(
+    input_hw: Sequence[int],
+    kernel_hw: Sequence[int],
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+) -> Figure:
+    """How many (window, tap) pairs read each input pixel: the terms summed into dL/dX.
+
+    Pixels that no window reaches (stride leaving rows unused) show 0: their
+    gradient is exactly zero.
+
+    >>> fig = input_gradient_fanout((4, 4), (3, 3))
+    >>> sorted({t.get_text() for t in fig.axes[0].texts if t.get_text().isdigit()})
+    ['1', '2', '4']
+    """
+    from .conv import conv2d_grad_input
+
+    H, W = (int(v) for v in input_hw)
+    KH, KW = (int(v) for v in kernel_hw)
+    out = conv_geometry((1, 1, H, W), (1, 1, KH, KW), stride, padding, dilation).out_shape
+    # grad_input with all-ones weights and upstream gradient counts the terms
+    counts = conv2d_grad_input((1, 1, H, W), np.ones((1, 1, KH, KW)), np.ones(out), stride, padding, dilation)
+    counts = counts[0, 0]
+    top = max(counts.max(), 1)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["Blues"]
+    colors = {(r, c): matplotlib.colors.to_hex(cmap(0.15 + 0.6 * counts[r, c] / top)) if counts[r, c] else "#f6d5d5"
+              for r in range(H) for c in range(W)}
+    fig = Figure(figsize=(0.5 * W + 0.6, 0.5 * H + 0.9))
+    _draw_grid(fig.add_subplot(), counts, (H, W), colors,
+               f"terms in each dL/dX entry (kernel {KH}x{KW}, stride {stride}, padding {padding})", "{:g}")
+    fig.tight_layout()
+    return fig
+
+
+def zero_insertion(grad_out2d: np.ndarray, stride: int) -> Figure:
+    """dL/dO and the same values with ``stride - 1`` zeros inserted between entries.
+
+    >>> fig = zero_insertion(np.ones((2, 2)), 2)
+    >>> [t.get_text() for t in fig.axes[0].texts if "×" in t.get_text() or "zeros" in t.get_text()]
+    ['dL/dO (2×2)', 'with zeros inserted (3×3)']
+    """
+    g = _as_2d(grad_out2d, "grad_out2d")
+    s = int(stride)
+    if s < 1:
+        raise ValueError(f"stride must be >= 1, got {stride!r}")
+    spread = np.zeros(((g.shape[0] - 1) * s + 1, (g.shape[1] - 1) * s + 1))
+    spread[::s, ::s] = g
+    grey = {(r, c): PAD_COLOR for r in range(spread.shape[0]) for c in range(spread.shape[1])
+            if r % s or c % s}
+    gap = 1.6
+    width, height = g.shape[1] + gap + spread.shape[1], spread.shape[0] + 1.0
+    fig, ax = _canvas(width, height)
+    top = spread.shape[0]
+    _draw_grid(ax, g, g.shape, {}, f"dL/dO ({g.shape[0]}×{g.shape[1]})", "{:.3g}", own_axes=False,
+               y_top=top - (spread.shape[0] - g.shape[0]) / 2)
+    ax.text(g.shape[1] + gap / 2, top / 2, "→", ha="center", va="center", fontsize=16)
+    _draw_grid(ax, spread, spread.shape, grey, f"with zeros inserted ({spread.shape[0]}×{spread.shape[1]})",
+               "{:.3g}", x0=g.shape[1] + gap, own_axes=False, y_top=top)
+    return fig
+
+
+def grouped_weight_matrix(c_in: int, c_out: int, groups: int) -> Figure:
+    """Which input channel feeds which output channel: block-diagonal when groups > 1.
+
+    >>> fig = grouped_weight_matrix(4, 4, 2)
+    >>> fig.axes[0].get_title()
+    'groups=2: 8 of 16 channel pairs connected'
+    """
+    if groups < 1 or c_in % groups or c_out % groups:
+        raise ValueError(f"groups={groups} must divide c_in={c_in} and c_out={c_out}")
+    cin_g, cout_g = c_in // groups, c_out // groups
+    connected = {(o, c): OUT_COLOR for o in range(c_out) for c in range(c_in) if o // cout_g == c // cin_g}
+    fig = Figure(figsize=(0.4 * c_in + 1.4, 0.4 * c_out + 1.2))
+    ax = fig.add_subplot()
+    _draw_grid(ax, None, (c_out, c_in), connected,
+               f"groups={groups}: {len(connected)} of {c_in * c_out} channel pairs connected")
+    ax.set_axis_on()
+    ax.set_xticks(np.arange(c_in) + 0.5, [str(c) for c in range(c_in)], fontsize=7)
+    ax.set_yticks(np.arange(c_out) + 0.5, [str(o) for o in range(c_out)][::-1], fontsize=7)
+    ax.set_xlabel("input channel", fontsize=8)
+    ax.set_ylabel("output channel", fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def finite_difference_error(eps: Sequence[float], errors: Mapping[str, Sequence[float]], title: str = "") -> Figure:
+    """Error of a finite-difference gradient against the step size, on log-log axes.
+
+    >>> fig = finite_difference_error([1e-2, 1e-4], {"central": [1e-5, 1e-9]})
+    >>> fig.axes[0].get_xscale()
+    'log'
+    """
+    h = np.asarray(eps, dtype=float)
+    if h.ndim != 1 or np.any(h <= 0):
+        raise ValueError(f"eps must be a 1-D array of positive step sizes, got {eps!r}")
+    fig = Figure(figsize=(6.0, 3.8))
+    ax = fig.add_subplot()
+    markers = "osd^v<>"
+    for k, (label, err) in enumerate(errors.items()):
+        e = np.asarray(err, dtype=float)
+        if e.shape != h.shape:
+            raise ValueError(f"errors[{label!r}] must have one value per step ({h.size}), got shape {e.shape}")
+        # a zero error cannot be drawn on a log scale: show it at the bottom of the float range
+        ax.loglog(h, np.maximum(e, 1e-17), marker=markers[k % len(markers)], label=label)
+    ax.set_xlabel("step size h")
+    ax.set_ylabel("relative error")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

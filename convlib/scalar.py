@@ -325,7 +325,6 @@ class Value:
         >>> sorted(t.get_text() for t in fig.axes[0].texts)
         ['a | data 1.00 | grad 0.00', 'data 2.00 | grad 0.00', 'data 2.00 | grad 0.00', '×']
         """
-        from matplotlib.figure import Figure
         from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
         order = self._topological_order()
@@ -359,6 +358,8 @@ class Value:
         bottom, top = min(y.values()) - 0.5, max(y.values()) + 0.5
         if ax is None:
             # axes fill the figure, so one data unit is one inch and the text fits its box
+            from ._figure import Figure  # shows itself as a PNG in a notebook
+
             ax = Figure(figsize=(width, top - bottom)).add_axes((0.0, 0.0, 1.0, 1.0))
         ax.set_xlim(0, width)
         ax.set_ylim(bottom, top)

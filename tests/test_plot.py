@@ -45,3 +45,66 @@ def test_array_grid_writes_every_value():
 def test_computational_graph_rejects_non_value():
     with pytest.raises(TypeError, match=r"value must be a convlib.Value"):
         plot.computational_graph(3.0)
+
+
+def _title_number(fig):
+    return float(fig.axes[0].texts[-1].get_text().rsplit("=", 1)[1])
+
+
+def test_weight_gradient_terms_title_is_the_torch_gradient():
+    import torch
+
+    rng = np.random.default_rng(50)
+    x, g = rng.standard_normal((4, 5)), rng.standard_normal((2, 3))
+    xt = torch.tensor(x)[None, None]
+    wt = torch.zeros(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt).backward(torch.tensor(g)[None, None])
+    for tap in [(0, 0), (2, 1)]:
+        fig = plot.weight_gradient_terms(x, g, tap)
+        assert _title_number(fig) == pytest.approx(wt.grad[0, 0][tap].item(), abs=1e-3)
+
+
+def test_full_padding_flip_title_is_the_torch_gradient():
+    import torch
+
+    rng = np.random.default_rng(51)
+    w, g = rng.standard_normal((2, 3)), rng.standard_normal((3, 2))
+    xt = torch.zeros(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.conv2d(xt, torch.tensor(w)[None, None]).backward(torch.tensor(g)[None, None])
+    for pos in [(0, 0), (1, 2), (3, 3)]:
+        assert _title_number(plot.full_padding_flip(g, w, pos)) == pytest.approx(xt.grad[0, 0][pos].item(), abs=1e-3)
+
+
+def test_input_gradient_fanout_counts_windows_by_brute_force():
+    H, W, k, s = 8, 7, 3, 2
+    expected = np.zeros((H, W))
+    for p in range((H - k) // s + 1):
+        for q in range((W - k) // s + 1):
+            expected[p * s : p * s + k, q * s : q * s + k] += 1
+    fig = plot.input_gradient_fanout((H, W), (k, k), stride=s)
+    numbers = [float(t.get_text()) for t in fig.axes[0].texts]
+    assert numbers == expected.ravel().tolist()
+
+
+def test_zero_insertion_places_values_on_the_stride_grid():
+    g = np.array([[1.0, 2.0], [3.0, 4.0]])
+    texts = [t.get_text() for t in plot.zero_insertion(g, 3).axes[0].texts]
+    spread = [float(t) for t in texts if t.replace(".", "").isdigit()][4:]  # after the 4 originals
+    expected = np.zeros((4, 4))
+    expected[::3, ::3] = g
+    assert spread == expected.ravel().tolist()
+
+
+def test_grouped_weight_matrix_connections_match_torch_weight_shape():
+    import torch
+
+    conv = torch.nn.Conv2d(6, 4, 1, groups=2)
+    fig = plot.grouped_weight_matrix(6, 4, 2)
+    # each output channel sees C_in / groups inputs: the weight's second axis
+    assert fig.axes[0].get_title().startswith(f"groups=2: {4 * conv.weight.shape[1]} of 24")
+
+
+def test_figures_display_as_png():
+    fig = plot.array_row([np.eye(2)], ["I"])
+    assert fig._repr_png_().startswith(b"\x89PNG")
+    assert convlib.Value(1.0).draw()._repr_png_().startswith(b"\x89PNG")
