@@ -1,31 +1,160 @@
-"""The book builds from the repository, offline, warnings as errors."""
+"""The book: a clean offline build, then every chapter opened in a real browser.
+
+The build runs once per test session into a temporary folder, from scratch
+(``--all``): an incremental build would skip an unchanged notebook that fails.
+The browser test needs Chromium (Debian package ``chromium``); without it the
+test is skipped locally and fails under ``CI=true``.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
+from functools import partial
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = [entry["file"] for part in yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]
+            for entry in part["chapters"]]
+SCREENSHOT = ROOT / "_build" / "screenshot-ch04.png"
 
 
-def test_book_builds_with_offline_mathjax(tmp_path):
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
     jb = Path(sys.executable).with_name("jupyter-book")
     assert jb.exists(), f"jupyter-book not installed next to {sys.executable}; run `make test`"
     result = subprocess.run(
-        [str(jb), "build", str(ROOT), "--all", "-W", "--keep-going", "--path-output", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        [str(jb), "build", str(ROOT), "--all", "-W", "--keep-going", "--path-output", str(out)],
+        capture_output=True, text=True, timeout=1200,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    html = tmp_path / "_build" / "html"
-    assert (html / "index.html").exists()
-    intro = (html / "book" / "intro.html").read_text()
-    # MathJax is served from the built site, never from a CDN
-    assert "_static/mathjax/tex-chtml.js" in intro
-    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
-    assert "cdn.jsdelivr" not in intro and "https://cdn" not in intro
-    # nothing from the excluded folders leaked into the book
+    assert result.returncode == 0, "book build failed:\n" + result.stdout[-5000:] + result.stderr[-5000:]
+    return out / "_build" / "html"
+
+
+def test_book_builds_every_chapter_with_offline_mathjax(built_book):
+    assert (built_book / "index.html").exists()
+    assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists()
+    for chapter in CHAPTERS:
+        page = (built_book / f"{chapter}.html").read_text()
+        # MathJax comes from the built site, never from a CDN
+        assert "_static/mathjax/tex-chtml.js" in page, chapter
+        assert not re.search(r'<script[^>]+src="https?://', page), f"{chapter} loads a remote script"
+        # no Jupyter widget state (it makes the page fetch scripts from a CDN)
+        assert "application/vnd.jupyter.widget" not in page, chapter
+        # executed, not a traceback
+        assert "Traceback (most recent call last)" not in page, chapter
     for folder in ("solutions", "exercises", ".venv", "tests"):
-        assert not (html / folder).exists(), f"{folder}/ was built into the book"
-    shutil.rmtree(tmp_path / "_build", ignore_errors=True)
+        assert not (built_book / folder).exists(), f"{folder}/ was built into the book"
+
+
+def test_book_chapters_link_their_exercise_notebook(built_book):
+    for chapter in CHAPTERS:
+        page = (built_book / f"{chapter}.html").read_text()
+        links = re.findall(r'href="([^"]*_downloads/[^"]+\.ipynb)"', page)
+        assert links, f"{chapter} has no download link to its exercise"
+        for link in links:
+            assert (built_book / chapter).parent.joinpath(link).resolve().exists(), link
+
+
+class _Page(HTMLParser):
+    """Collects what the test checks: math containers, images, remote resources."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.math = 0
+        self.images: list[dict[str, str]] = []
+        self.remote: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: v or "" for k, v in attrs}
+        if tag == "mjx-container":
+            self.math += 1
+        if tag == "img":
+            self.images.append(a)
+        src = a.get("src", "") if tag in ("script", "img", "iframe") else ""
+        if tag == "link" and "stylesheet" in a.get("rel", ""):
+            src = a.get("href", "")
+        if src.startswith(("http://", "https://", "//")) and "127.0.0.1" not in src:
+            self.remote.append(src)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    path = _chromium()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is missing in CI: .ci/run should have installed it (apt-get install chromium)")
+        pytest.skip("Chromium not installed; to run the browser test: sudo apt-get install chromium")
+    return path
+
+
+@pytest.fixture(scope="session")
+def served_book(built_book):
+    """Serve the built book on 127.0.0.1 and record every request's status."""
+    log: list[tuple[str, int]] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_request(self, code="-", size="-"):
+            log.append((urlparse(self.path).path, int(code) if str(code).isdigit() else 0))
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(built_book)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", log
+    server.shutdown()
+
+
+def _run_chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=20000",  # let MathJax finish typesetting before the dump
+    ]
+    return subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_book_chapter_in_browser_typesets_math_and_loads_figures(chapter, browser, served_book, tmp_path):
+    base, log = served_book
+    url = urljoin(base, f"{chapter}.html")
+    result = _run_chromium(browser, tmp_path, "--dump-dom", url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = _Page()
+    page.feed(result.stdout)
+    assert page.math > 0, f"{chapter}: no <mjx-container> in the DOM, MathJax did not typeset"
+    figures = [img for img in page.images if "_images/" in img.get("src", "")]
+    assert len(figures) >= 2, f"{chapter}: expected at least two figures, found {len(figures)}"
+    served = {path: code for path, code in log}
+    for img in figures:
+        path = urlparse(urljoin(url, img["src"])).path
+        assert served.get(path) == 200, f"{chapter}: figure {img['src']} was not loaded (status {served.get(path)})"
+        assert img.get("alt", "").strip(), f"{chapter}: figure {img['src']} has no alt text"
+    assert not page.remote, f"{chapter}: remote resources {page.remote}"
+
+
+def test_book_screenshot_of_a_chapter(browser, served_book, tmp_path):
+    base, _ = served_book
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    url = urljoin(base, "book/ch04-input-gradients.html")
+    result = _run_chromium(browser, tmp_path, f"--screenshot={SCREENSHOT}", "--window-size=1280,2400", url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert SCREENSHOT.stat().st_size > 10_000, "the screenshot is (nearly) empty"
