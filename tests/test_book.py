@@ -67,6 +67,45 @@ def test_book_chapters_link_their_exercise_notebook(built_book):
             assert (built_book / chapter).parent.joinpath(link).resolve().exists(), link
 
 
+class _StrayDollars(HTMLParser):
+    """Text outside code and math that still holds a `$`: math MyST did not parse.
+
+    A `$$` block that follows a text line without a blank line (easy inside a
+    list item) is read as inline text, and the reader sees raw dollars.
+    """
+
+    VOID = {"br", "img", "meta", "link", "input", "hr", "col", "source", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, list[str]]] = []
+        self.hits: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append((tag, (dict(attrs).get("class") or "").split()))
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                break
+
+    def handle_data(self, data):
+        inside_code_or_math = any(
+            tag in ("pre", "code", "script", "style", "title") or "math" in classes or "highlight" in classes
+            for tag, classes in self.stack)
+        if "$" in data and not inside_code_or_math:
+            self.hits.append(data.strip()[:120])
+
+
+def test_book_math_is_all_parsed(built_book):
+    for chapter in CHAPTERS:
+        parser = _StrayDollars()
+        parser.feed((built_book / f"{chapter}.html").read_text())
+        assert not parser.hits, f"{chapter}: raw dollar signs in the text (unparsed math): {parser.hits}"
+
+
 class _Page(HTMLParser):
     """Collects what the test checks: math containers, images, remote resources."""
 
