@@ -1,0 +1,303 @@
+"""Checks for the exercise notebooks: run a learner's function, compare it with PyTorch, say what went wrong.
+
+Three rules shape this module.
+
+* The reference is always PyTorch autograd (float64) or plain arithmetic, never
+  convlib's own gradient functions: a test must not trust the code it grades.
+* An answer that hands the work to a ready-made implementation (convlib,
+  PyTorch, SciPy, ...) earns nothing for that part. `call_own_code` watches
+  what the function really calls (with `sys.setprofile`), so renaming an import
+  or hiding it in a helper does not get past it.
+* A failure teaches: the message gives the setting, expected and received
+  shapes, the largest difference, and the likely mistake when the received
+  array matches a known wrong answer (unflipped kernel, no sum over the batch,
+  overwriting instead of accumulating, ...).
+
+>>> import numpy as np
+>>> compare("answer", np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+>>> call_own_code(lambda a: np.cumsum(a), np.arange(3.0))
+array([0., 1., 3.])
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+from ._shapes import Array
+
+__all__ = [
+    "ShortcutError",
+    "call_own_code",
+    "compare",
+    "torch_conv2d",
+    "check_conv2d",
+    "check_grad_weight",
+    "check_grad_input",
+    "check_grad_bias",
+]
+
+# Packages whose code an answer may not run: each has a ready-made convolution or gradient.
+FORBIDDEN_PACKAGES = ("convlib", "torch", "scipy", "tensorflow", "jax", "keras")
+
+# float64 on both sides: a correct answer differs from PyTorch only by rounding (~1e-15 relative);
+# 1e-7 leaves room for a different summation order and still catches any real mistake.
+RTOL, ATOL = 1e-7, 1e-9
+
+
+class ShortcutError(AssertionError):
+    """The answer called a ready-made implementation instead of computing the result itself."""
+
+
+def _package_dirs() -> dict[str, tuple[str, ...]]:
+    dirs = {}
+    for name in FORBIDDEN_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.submodule_search_locations:
+            dirs[name] = tuple(os.path.realpath(p) + os.sep for p in spec.submodule_search_locations)
+    return dirs
+
+
+_DIRS = _package_dirs()
+
+
+def _forbidden_python(filename: str) -> str | None:
+    real = os.path.realpath(filename)
+    for name, roots in _DIRS.items():
+        if real.startswith(roots):
+            return name
+    return None
+
+
+def _forbidden_c(function: Any) -> str | None:
+    owner = getattr(function, "__module__", None) or type(getattr(function, "__self__", None)).__module__ or ""
+    root = owner.split(".")[0]
+    return root if root in FORBIDDEN_PACKAGES else None
+
+
+def call_own_code(func: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call `func(*args, **kwargs)` and refuse the result if it ran convlib, PyTorch or SciPy code.
+
+    Every Python frame and every C function the call enters is inspected; the first
+    one that belongs to a forbidden package raises `ShortcutError` naming it.
+
+    >>> import numpy as np
+    >>> call_own_code(np.add, 1.0, 2.0)
+    3.0
+    """
+    found: list[str] = []
+
+    def watch(frame, event, arg):
+        if found:
+            return
+        if event == "call":
+            package = _forbidden_python(frame.f_code.co_filename)
+            if package:
+                found.append(f"{frame.f_code.co_name} from {package} ({frame.f_code.co_filename})")
+        elif event == "c_call":
+            package = _forbidden_c(arg)
+            if package:
+                found.append(f"{getattr(arg, '__qualname__', arg)!s} from {package}")
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        result = func(*args, **kwargs)
+    finally:
+        sys.setprofile(previous)
+    if found:
+        raise ShortcutError(
+            f"{getattr(func, '__name__', 'your function')} called {found[0]}: a ready-made implementation "
+            f"earns no points for this part. Write it with NumPy (your own helper functions are fine)."
+        )
+    return result
+
+
+def _describe(array: Any) -> str:
+    a = np.asarray(array)
+    return f"shape {a.shape}" if a.ndim else f"value {a!r}"
+
+
+def compare(what: str, received: Any, expected: Any, *, hints: list[tuple[str, Any]] = (),
+            advice: list[str] = (), rtol: float = RTOL, atol: float = ATOL) -> None:
+    """Raise an AssertionError that teaches unless `received` equals `expected` to the tolerance.
+
+    hints: (likely mistake, the array that mistake produces); the first one that
+    matches `received` is named in the message. advice: reminders printed when no
+    hint matches.
+
+    >>> import numpy as np
+    >>> compare("dL/db", np.array([2.0]), np.array([4.0]), hints=[("mean instead of sum", np.array([2.0]))])
+    Traceback (most recent call last):
+    ...
+    AssertionError: dL/db is wrong.
+      expected [4.], received [2.]
+      likely mistake: mean instead of sum
+    """
+    expected = np.asarray(expected)
+    if received is None:
+        raise AssertionError(f"{what} returned None: did you forget the `return`?")
+    try:
+        received_array = np.asarray(received, dtype=float)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} should be an array of numbers, got {type(received).__name__}: {received!r:.200}")
+    lines = [f"{what} is wrong."]
+    if received_array.shape != expected.shape:
+        lines.append(f"  expected {_describe(expected)}, received {_describe(received_array)}")
+    elif not np.all(np.isfinite(received_array)):
+        lines.append(f"  received non-finite values (NaN or inf) at {np.argwhere(~np.isfinite(received_array))[:3].tolist()}")
+    elif np.allclose(received_array, expected, rtol=rtol, atol=atol):
+        return
+    elif expected.size <= 12:
+        lines.append(f"  expected {np.array2string(expected, precision=4)}, "
+                     f"received {np.array2string(received_array, precision=4)}")
+    else:
+        diff = np.abs(received_array - expected)
+        at = np.unravel_index(np.argmax(diff), diff.shape)
+        wrong = np.count_nonzero(~np.isclose(received_array, expected, rtol=rtol, atol=atol))
+        lines.append(f"  shape {expected.shape} is right; {wrong} of {expected.size} entries differ")
+        lines.append(f"  largest difference {diff[at]:.4g} at index {tuple(int(i) for i in at)}: "
+                     f"expected {expected[at]:.6g}, received {received_array[at]:.6g}")
+    for mistake, wrong_answer in hints:
+        wrong_answer = np.asarray(wrong_answer)
+        if wrong_answer.shape == received_array.shape and np.allclose(received_array, wrong_answer, rtol=rtol, atol=atol):
+            lines.append(f"  likely mistake: {mistake}")
+            break
+    else:
+        lines.extend(f"  check: {tip}" for tip in advice)
+    raise AssertionError("\n".join(lines))
+
+
+# --- PyTorch references -------------------------------------------------------------------------------
+
+def torch_conv2d(x: Array, w: Array, grad_out: Array | None = None, b: Array | None = None,
+                 **settings: Any) -> dict[str, np.ndarray]:
+    """The forward and, when `grad_out` is given, the three gradients by PyTorch autograd in float64.
+
+    Returns a dict with "out", "grad_x", "grad_w", "grad_b" (NumPy arrays).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+    wt = torch.tensor(np.asarray(w, dtype=np.float64), requires_grad=True)
+    bt = torch.zeros(wt.shape[0], dtype=torch.float64, requires_grad=True) if b is None else \
+        torch.tensor(np.asarray(b, dtype=np.float64), requires_grad=True)
+    out = F.conv2d(xt, wt, bt, **settings)
+    result = {"out": out.detach().numpy()}
+    if grad_out is not None:
+        out.backward(torch.tensor(np.asarray(grad_out, dtype=np.float64)))
+        result.update(grad_x=xt.grad.numpy(), grad_w=wt.grad.numpy(), grad_b=bt.grad.numpy())
+    return result
+
+
+def _setting(settings: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return f" with {shown}" if shown else ""
+
+
+def _settings_advice(settings: dict[str, Any], kind: str) -> list[str]:
+    advice = []
+    if settings.get("stride", 1) not in (1, (1, 1)):
+        advice.append("stride: output (i, j) reads input rows i*stride + m*dilation; going backwards, "
+                      "insert stride-1 zeros between grad_out entries (or scatter each window to i*stride)")
+    if settings.get("padding", 0) not in (0, (0, 0)):
+        advice.append("padding: pad x before taking windows" if kind == "weight" else
+                      "padding: compute the gradient of the padded input, then crop `padding` rows/columns from each side")
+    if settings.get("dilation", 1) not in (1, (1, 1)):
+        advice.append("dilation: tap m of the kernel reads input row i*stride + m*dilation")
+    if settings.get("groups", 1) != 1:
+        advice.append("groups: channels split into `groups` blocks; filter o only sees the input channels of its group")
+    return advice
+
+
+def check_conv2d(func: Callable, x: Array, w: Array, b: Array | None = None, **settings: Any) -> None:
+    """Check a learner's forward `func(x, w, b, **settings)` against torch.nn.functional.conv2d."""
+    received = call_own_code(func, x, w, b, **settings)
+    expected = torch_conv2d(x, w, b=b, **settings)["out"]
+    hints = [("the kernel is flipped: deep-learning convolution is cross-correlation (no flip)",
+              torch_conv2d(x, w[..., ::-1, ::-1].copy(), b=b, **settings)["out"])]
+    if b is not None:
+        hints.append(("the bias is missing", torch_conv2d(x, w, **settings)["out"]))
+    compare(f"conv2d(x of shape {np.shape(x)}, w of shape {np.shape(w)}, b{_setting(settings)})",
+            received, expected, hints=hints, advice=_settings_advice(settings, "forward"))
+
+
+def check_grad_weight(func: Callable, x: Array, weight_shape: tuple[int, ...], grad_out: Array,
+                      **settings: Any) -> None:
+    """Check `func(x, weight_shape, grad_out, **settings)` against PyTorch autograd's dL/dW."""
+    x, grad_out = np.asarray(x), np.asarray(grad_out)
+    w = np.zeros(weight_shape)  # the weight's values do not enter dL/dW
+    received = call_own_code(func, x, tuple(weight_shape), grad_out, **settings)
+    expected = torch_conv2d(x, w, grad_out, **settings)["grad_w"]
+    hints = [("the sum over the batch is missing: your answer is the gradient of the last sample only",
+              torch_conv2d(x[-1:], w, grad_out[-1:], **settings)["grad_w"]),
+             ("the sum over the batch is missing: your answer is the gradient of the first sample only",
+              torch_conv2d(x[:1], w, grad_out[:1], **settings)["grad_w"]),
+             ("the batch is averaged: dL/dW sums over the batch (the loss already holds any 1/N)",
+              expected / x.shape[0]),
+             ("the kernel gradient is flipped: dL/dW is a plain correlation of x with grad_out, no rotation",
+              expected[..., ::-1, ::-1]),
+             ("the channel axes are swapped: dL/dW has shape (C_out, C_in // groups, KH, KW)",
+              expected.transpose(1, 0, 2, 3))]
+    if expected.shape[0] == 1 or x.shape[0] == 1:
+        hints = hints[3:]  # with one sample or one filter the batch hints cannot be told apart
+    compare(f"conv2d_grad_weight(x of shape {x.shape}, weight_shape={tuple(weight_shape)}, "
+            f"grad_out of shape {grad_out.shape}{_setting(settings)})",
+            received, expected, hints=hints, advice=_settings_advice(settings, "weight"))
+
+
+def check_grad_input(func: Callable, input_shape: tuple[int, ...], w: Array, grad_out: Array,
+                     **settings: Any) -> None:
+    """Check `func(input_shape, w, grad_out, **settings)` against PyTorch autograd's dL/dX."""
+    w, grad_out = np.asarray(w), np.asarray(grad_out)
+    x = np.zeros(input_shape)  # the input's values do not enter dL/dX
+    received = call_own_code(func, tuple(input_shape), w, grad_out, **settings)
+    expected = torch_conv2d(x, w, grad_out, **settings)["grad_x"]
+    hints = [("the kernel is not flipped: dL/dX correlates the padded grad_out with w rotated by 180 degrees",
+              torch_conv2d(x, w[..., ::-1, ::-1].copy(), grad_out, **settings)["grad_x"])]
+    # Overwriting (`=`) instead of accumulating (`+=`): right where one window reads a pixel, wrong elsewhere.
+    ones = np.ones_like(w[:1, :1])
+    readers = torch_conv2d(np.zeros((1, 1) + tuple(input_shape[2:])), ones,
+                           np.ones((1, 1) + grad_out.shape[2:]),
+                           **{k: v for k, v in settings.items() if k != "groups"})["grad_x"][0, 0]
+    try:
+        received_array = np.asarray(received, dtype=float)
+    except (TypeError, ValueError):
+        received_array = None
+    if (received_array is not None and received_array.shape == expected.shape and (readers > 1).any()
+            and np.allclose(received_array[..., readers == 1], expected[..., readers == 1], rtol=RTOL, atol=ATOL)
+            and not np.allclose(received_array[..., readers > 1], expected[..., readers > 1], rtol=RTOL, atol=ATOL)):
+        hints.append(("a pixel read by several windows gets only one contribution: accumulate with += "
+                      "instead of overwriting with =", received_array))
+    padded = tuple(input_shape[:2]) + tuple(n + 2 for n in input_shape[2:])
+    advice = _settings_advice(settings, "input")
+    if received_array is not None and received_array.shape == padded:
+        advice.insert(0, "the result is 2 rows and columns too big: pad grad_out by k-1 (here with the kernel size), not k")
+    compare(f"conv2d_grad_input(input_shape={tuple(input_shape)}, w of shape {w.shape}, "
+            f"grad_out of shape {grad_out.shape}{_setting(settings)})",
+            received, expected, hints=hints, advice=advice)
+
+
+def check_grad_bias(func: Callable, grad_out: Array) -> None:
+    """Check `func(grad_out)` against PyTorch autograd's dL/db."""
+    grad_out = np.asarray(grad_out)
+    received = call_own_code(func, grad_out)
+    n, c_out = grad_out.shape[:2]
+    x = np.zeros((n, 1) + grad_out.shape[2:])
+    expected = torch_conv2d(x, np.zeros((c_out, 1, 1, 1)), grad_out)["grad_b"]
+    hints = [("the sum over the batch is missing: only the last sample counts", grad_out[-1].sum(axis=(1, 2))),
+             ("the sum over the batch is missing: only the first sample counts", grad_out[0].sum(axis=(1, 2))),
+             ("the batch is averaged: dL/db sums over the batch", expected / n),
+             ("summed over the batch only: dL/db also sums over every output position",
+              grad_out.sum(axis=0))]
+    compare(f"conv2d_grad_bias(grad_out of shape {grad_out.shape})", received, expected,
+            hints=hints if n > 1 else hints[3:],
+            advice=["dL/db[o] is the sum of grad_out[:, o] over the batch and all positions: shape (C_out,)"])
