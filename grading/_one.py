@@ -1,0 +1,100 @@
+"""Grade one student in one lane: nbgrader autograde, then feedback. Run as a child process by `grading.run`.
+
+    python -m grading._one LANE ASSIGNMENT STUDENT
+
+LANE is a course folder of its own (source/, submitted/, autograded/, feedback/,
+gradebook.db, config.json). The last line printed is a JSON result for the parent.
+The parent kills this process group if it runs past its hard time limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+TIMEOUT_NAMES = {"CellTimeoutError", "KeyboardInterrupt"}
+DEAD_KERNEL_SIGNS = ("DeadKernelError", "Kernel died", "kernel died", "Kernel didn't respond")
+
+
+def _config(lane: Path):
+    from traitlets.config import Config
+
+    settings = json.loads((lane / "config.json").read_text())
+    c = Config(settings["nbgrader"])
+    c.CourseDirectory.root = str(lane)
+    c.CourseDirectory.source_directory = "source"
+    c.CourseDirectory.release_directory = "release"
+    c.CourseDirectory.db_url = f"sqlite:///{lane / 'gradebook.db'}"
+    c.GenerateFeedback.preprocessors = [
+        "nbgrader.preprocessors.GetGrades",
+        "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+        "grading.feedback.HideHiddenTests",
+    ]
+    return c
+
+
+def _api(lane: Path):
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = _config(lane)
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def _timed_out_cells(notebook: Path) -> list[str]:
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" and output.get("ename") in TIMEOUT_NAMES:
+                cells.append(cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {cell.get('id', '?')}"))
+                break
+    return cells
+
+
+def grade(lane: Path, assignment: str, student: str) -> dict:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    api = _api(lane)
+    result = api.autograde(assignment, student, force=True, create=True)
+    log = (result.get("log") or "") + (result.get("error") or "")
+    (lane / "logs").mkdir(exist_ok=True)
+    (lane / "logs" / f"{student}.log").write_text(log)
+    autograded = sorted((lane / "autograded" / student / assignment).glob("*.ipynb"))
+    if not result["success"] or not autograded:
+        if any(sign in log for sign in DEAD_KERNEL_SIGNS):
+            return {"status": "crashed", "detail": "the Python kernel died while running the notebook"}
+        last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["nbgrader could not grade it"]
+        return {"status": "invalid", "detail": last[0][:300]}
+    timed_out = [cell for nb in autograded for cell in _timed_out_cells(nb)]
+    with Gradebook(f"sqlite:///{lane / 'gradebook.db'}") as gb:
+        try:
+            submission = gb.find_submission(assignment, student)
+            score, max_score = submission.score, submission.max_score
+        except MissingEntry:
+            return {"status": "invalid", "detail": "nbgrader recorded no grades"}
+    feedback = api.generate_feedback(assignment, student, force=True)
+    if not feedback["success"]:
+        (lane / "logs" / f"{student}.log").write_text(log + (feedback.get("log") or "") + (feedback.get("error") or ""))
+    if timed_out:
+        return {"status": "timeout", "score": score, "max_score": max_score,
+                "detail": "time limit hit in " + ", ".join(timed_out)}
+    return {"status": "graded", "score": score, "max_score": max_score, "detail": ""}
+
+
+def main() -> None:
+    lane, assignment, student = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    logging.disable(logging.WARNING)
+    try:
+        outcome = grade(lane, assignment, student)
+    except Exception as error:  # anything nbgrader raises for this student stays with this student
+        outcome = {"status": "invalid", "detail": f"{type(error).__name__}: {error}"[:300]}
+    print(json.dumps(outcome))
+
+
+if __name__ == "__main__":
+    main()
