@@ -1,0 +1,89 @@
+"""Build synthetic classes of submissions from the release notebooks, and grade them with `python -m grading`."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def release(assignment: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def source(assignment: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def solution_sources(assignment: str) -> dict[str, str]:
+    """The answer cells of the source notebook with the solution markers removed: a perfect learner's answers."""
+    answers = {}
+    for cell in source(assignment).cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            lines = [line for line in cell.source.splitlines()
+                     if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
+            answers[grade_id(cell)] = "\n".join(lines)
+    return answers
+
+
+def fill(nb: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """A copy of `nb` with the given answer cells replaced."""
+    nb = copy.deepcopy(nb)
+    unknown = set(answers) - {grade_id(c) for c in nb.cells}
+    assert not unknown, f"no cells with grade_id {unknown}"
+    for cell in nb.cells:
+        if grade_id(cell) in answers:
+            cell.source = answers[grade_id(cell)]
+    return nb
+
+
+def write(folder: Path, student: str, assignment: str, nb: nbformat.NotebookNode | str | None) -> None:
+    """A student folder holding `nb` (a notebook, raw text, or nothing at all)."""
+    target = folder / student
+    target.mkdir(parents=True)
+    if nb is None:
+        return
+    text = nb if isinstance(nb, str) else nbformat.writes(nb)
+    (target / f"{assignment}.ipynb").write_text(text)
+
+
+def grade(assignment: str, submissions: Path, out: Path, *args: str) -> dict[str, dict[str, str]]:
+    """Run the instructor's command; return grades.csv as {student_id: row}."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(
+        [sys.executable, "-m", "grading", "autograde", assignment, str(submissions), "--out", str(out), *args],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800)
+    assert result.returncode == 0, f"grading failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    with (out / "grades.csv").open() as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def score(rows: dict, student: str) -> tuple[float, str]:
+    return float(rows[student]["score"]), rows[student]["status"]
+
+
+def max_points(assignment: str) -> float:
+    return float(sum(c.metadata["nbgrader"].get("points", 0) for c in source(assignment).cells
+                     if c.metadata.get("nbgrader", {}).get("grade")))
+
+
+def points_of(assignment: str, ids) -> float:
+    ids = set(ids)
+    return float(sum(c.metadata["nbgrader"]["points"] for c in source(assignment).cells if grade_id(c) in ids))
+
+
+def as_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,149 @@
+"""The instructor's tool end to end: a synthetic class of ps03 submissions, honest and hostile.
+
+Every student below has an exact expected score and status. The class is graded twice:
+from a folder with --jobs 2 and from a zip of it with --jobs 1; the two CSVs must be
+identical (parallel equals serial, re-running gives the same result).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import classroom as cr
+
+ASSIGNMENT = "ps03-kernel-gradients"
+CANARY = "HIDDEN-TEST-CANARY"
+
+STRIDE_ONE_ONLY = '''
+def conv2d_grad_weight(x, weight_shape, grad_out, stride=1, padding=0, dilation=1, groups=1):
+    # right for stride 1, no padding, no dilation, no groups; ignores the rest
+    grad_w = np.zeros(weight_shape)
+    h_out, w_out = grad_out.shape[2:]
+    for m in range(weight_shape[2]):
+        for n in range(weight_shape[3]):
+            grad_w[:, :, m, n] = np.einsum("schw,sohw->oc", x[:, :, m:m + h_out, n:n + w_out], grad_out)
+    return grad_w
+'''
+SHORTCUT = '''
+from convlib import conv2d_grad_weight as ready_made
+
+def conv2d_grad_weight(x, weight_shape, grad_out, stride=1, padding=0, dilation=1, groups=1):
+    return ready_made(x, weight_shape, grad_out, stride, padding, dilation, groups)
+'''
+MEMORY_BOMB = '''
+def conv2d_grad_weight(x, weight_shape, grad_out, stride=1, padding=0, dilation=1, groups=1):
+    hoard = []
+    while True:
+        hoard.append(np.ones(10**7))
+'''
+ENDLESS_BIAS = '''
+def conv2d_grad_bias(grad_out):
+    while True:
+        pass
+'''
+EXIT_BIAS = '''
+import os
+os._exit(3)
+'''
+
+# student -> (expected score, expected status)
+EXPECTED = {
+    "perfect": (11, "graded"),
+    "untouched": (0, "graded"),
+    "partial-bias": (2, "graded"),  # bias visible 1 + hidden 1
+    "partial-stride-one": (6, "graded"),  # bias 2 + part B 2 + 2
+    "edited-tests": (2, "graded"),  # weight test cells replaced by `pass`: restored, so they fail
+    "deleted-tests": (2, "graded"),  # every test cell deleted: restored from the gradebook
+    "shortcut": (2, "graded"),  # weight delegated to convlib: no points for it
+    "endless-loop": (9, "timeout"),  # the two bias cells hit the limit, the rest is graded
+    "exits": (0, "crashed"),  # os._exit kills the kernel
+    "memory-bomb": (2, "graded"),  # MemoryError under the kernel's limit, bias still counts
+    "corrupt": (0, "invalid"),
+    "empty": (0, "missing"),
+}
+
+
+def build_class(folder: Path) -> None:
+    release = cr.release(ASSIGNMENT)
+    answers = cr.solution_sources(ASSIGNMENT)
+    bias_only = {"answer-bias": answers["answer-bias"]}
+    cr.write(folder, "perfect", ASSIGNMENT, cr.fill(release, answers))
+    cr.write(folder, "untouched", ASSIGNMENT, release)
+    cr.write(folder, "partial-bias", ASSIGNMENT, cr.fill(release, bias_only))
+    cr.write(folder, "partial-stride-one", ASSIGNMENT,
+             cr.fill(release, {**bias_only, "answer-weight": STRIDE_ONE_ONLY}))
+    edited = cr.fill(release, bias_only)
+    for cell in edited.cells:
+        if (cr.grade_id(cell) or "").startswith("test-weight"):
+            cell.source = "pass"
+    cr.write(folder, "edited-tests", ASSIGNMENT, edited)
+    deleted = cr.fill(release, bias_only)
+    deleted.cells = [c for c in deleted.cells if not c.metadata.get("nbgrader", {}).get("grade")]
+    cr.write(folder, "deleted-tests", ASSIGNMENT, deleted)
+    cr.write(folder, "shortcut", ASSIGNMENT, cr.fill(release, {**bias_only, "answer-weight": SHORTCUT}))
+    cr.write(folder, "endless-loop", ASSIGNMENT, cr.fill(release, {**answers, "answer-bias": ENDLESS_BIAS}))
+    cr.write(folder, "exits", ASSIGNMENT, cr.fill(release, {**answers, "answer-bias": EXIT_BIAS}))
+    cr.write(folder, "memory-bomb", ASSIGNMENT, cr.fill(release, {**bias_only, "answer-weight": MEMORY_BOMB}))
+    cr.write(folder, "corrupt", ASSIGNMENT, '{"cells": [ this is not JSON')
+    cr.write(folder, "empty", ASSIGNMENT, None)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    folder = base / "submissions"
+    build_class(folder)
+    archive = base / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, Path("submissions") / path.relative_to(folder))
+    # a 15 s cell limit keeps the endless loop short; 1500 MiB per kernel contains the memory bomb
+    limits = ("--timeout", "15", "--memory-mb", "1500")
+    parallel = cr.grade(ASSIGNMENT, folder, base / "out-parallel", "--jobs", "2", *limits)
+    serial = cr.grade(ASSIGNMENT, archive, base / "out-serial", "--jobs", "1", *limits)
+    return {"parallel": parallel, "serial": serial, "base": base}
+
+
+def test_grading_class_gets_expected_scores_and_statuses(graded):
+    rows = graded["parallel"]
+    assert set(rows) == set(EXPECTED), "a row for every submission, no more"
+    got = {student: (float(row["score"]), row["status"]) for student, row in rows.items()}
+    assert got == {student: (float(s), status) for student, (s, status) in EXPECTED.items()}
+    assert {row["max_score"] for row in rows.values()} == {"11"}
+
+
+def test_grading_parallel_equals_serial_from_zip(graded):
+    base = graded["base"]
+    assert (base / "out-parallel" / "grades.csv").read_text() == (base / "out-serial" / "grades.csv").read_text()
+
+
+def test_grading_feedback_never_shows_hidden_tests(graded):
+    feedback = graded["base"] / "out-parallel" / "feedback"
+    pages = sorted(feedback.rglob("*.html"))
+    assert {p.parent.name for p in pages} == set(EXPECTED), "feedback for every student"
+    # the canary is really in the hidden tests, so finding none in feedback means something
+    assert CANARY in (cr.ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+    for page in pages:
+        text = page.read_text()
+        assert CANARY not in text, f"hidden test source leaked into {page}"
+        assert "BEGIN HIDDEN TESTS" not in text, page
+    failing = (feedback / "untouched" / f"{ASSIGNMENT}.html").read_text()
+    assert "A hidden test failed." in failing
+    shortcut = (feedback / "shortcut" / f"{ASSIGNMENT}.html").read_text()
+    assert "earns no points" in shortcut
+
+
+def test_grading_writes_gradebook_histogram_and_placeholders(graded):
+    out = graded["base"] / "out-parallel"
+    assert (out / "scores.png").read_bytes().startswith(b"\x89PNG")
+    with sqlite3.connect(out / "gradebook.db") as db:
+        students = {row[0] for row in db.execute("select id from student")}
+    assert students == set(EXPECTED)
+    crashed = (out / "feedback" / "exits" / f"{ASSIGNMENT}.html").read_text()
+    assert "kernel died" in crashed
+    assert not (out / ".work").exists(), "lane folders are cleaned up"
