@@ -13,11 +13,14 @@ export MPLBACKEND := Agg
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: help venv book test clean
+.PHONY: help venv book test exercises grade clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (creates .venv on first use)"
 	@echo "make test   run the whole test suite (creates .venv on first use)"
+	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader (commit the result)"
+	@echo "make grade ASSIGNMENT=ps03-kernel-gradients SUBMISSIONS=path/to/folder-or.zip [OUT=graded/ps03-kernel-gradients] [JOBS=2]"
+	@echo "           autograde a class: OUT/grades.csv, OUT/feedback/, OUT/scores.png"
 	@echo "make clean  remove _build (keeps .venv)"
 
 venv: $(STAMP)
@@ -36,6 +39,17 @@ book: $(STAMP)
 
 test: $(STAMP)
 	python -m pytest
+
+# nbgrader's release step: solutions/<a> -> exercises/<a> (answers stubbed, hidden tests removed).
+exercises: $(STAMP)
+	for a in $$(ls solutions); do nbgrader generate_assignment "$$a" --force; done
+	@echo "exercises regenerated from solutions/: review with git diff and commit"
+
+JOBS ?= 2
+OUT  ?= graded/$(ASSIGNMENT)
+grade: $(STAMP)
+	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=ps03-kernel-gradients SUBMISSIONS=folder-or-zip [OUT=...] [JOBS=2]"; exit 2; }
+	python -m grading autograde "$(ASSIGNMENT)" "$(SUBMISSIONS)" --out "$(OUT)" --jobs $(JOBS)
 
 clean:
 	rm -rf _build
