@@ -89,9 +89,10 @@ def call_own_code(func: Callable, *args: Any, **kwargs: Any) -> Any:
     one that belongs to a forbidden package raises `ShortcutError` naming it.
 
     >>> import numpy as np
-    >>> call_own_code(np.add, 1.0, 2.0)
+    >>> float(call_own_code(np.add, 1.0, 2.0))
     3.0
     """
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     found: list[str] = []
 
     def watch(frame, event, arg):
@@ -141,6 +142,7 @@ def compare(what: str, received: Any, expected: Any, *, hints: list[tuple[str, A
       expected [4.], received [2.]
       likely mistake: mean instead of sum
     """
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     expected = np.asarray(expected)
     if received is None:
         raise AssertionError(f"{what} returned None: did you forget the `return`?")
@@ -220,6 +222,7 @@ def _settings_advice(settings: dict[str, Any], kind: str) -> list[str]:
 
 def check_conv2d(func: Callable, x: Array, w: Array, b: Array | None = None, **settings: Any) -> None:
     """Check a learner's forward `func(x, w, b, **settings)` against torch.nn.functional.conv2d."""
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     received = call_own_code(func, x, w, b, **settings)
     expected = torch_conv2d(x, w, b=b, **settings)["out"]
     hints = [("the kernel is flipped: deep-learning convolution is cross-correlation (no flip)",
@@ -233,6 +236,7 @@ def check_conv2d(func: Callable, x: Array, w: Array, b: Array | None = None, **s
 def check_grad_weight(func: Callable, x: Array, weight_shape: tuple[int, ...], grad_out: Array,
                       **settings: Any) -> None:
     """Check `func(x, weight_shape, grad_out, **settings)` against PyTorch autograd's dL/dW."""
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     x, grad_out = np.asarray(x), np.asarray(grad_out)
     w = np.zeros(weight_shape)  # the weight's values do not enter dL/dW
     received = call_own_code(func, x, tuple(weight_shape), grad_out, **settings)
@@ -257,6 +261,7 @@ def check_grad_weight(func: Callable, x: Array, weight_shape: tuple[int, ...], g
 def check_grad_input(func: Callable, input_shape: tuple[int, ...], w: Array, grad_out: Array,
                      **settings: Any) -> None:
     """Check `func(input_shape, w, grad_out, **settings)` against PyTorch autograd's dL/dX."""
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     w, grad_out = np.asarray(w), np.asarray(grad_out)
     x = np.zeros(input_shape)  # the input's values do not enter dL/dX
     received = call_own_code(func, tuple(input_shape), w, grad_out, **settings)
@@ -288,6 +293,7 @@ def check_grad_input(func: Callable, input_shape: tuple[int, ...], w: Array, gra
 
 def check_grad_bias(func: Callable, grad_out: Array) -> None:
     """Check `func(grad_out)` against PyTorch autograd's dL/db."""
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     grad_out = np.asarray(grad_out)
     received = call_own_code(func, grad_out)
     n, c_out = grad_out.shape[:2]
