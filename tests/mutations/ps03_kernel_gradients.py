@@ -52,8 +52,8 @@ MUTATIONS = {
                                                   "x_g = x_pad[:, :c_per_group]")},
     # bias gradient of one sample
     "bias-not-summed-over-batch": {"answer-bias": "def conv2d_grad_bias(grad_out):\n    return grad_out[0].sum(axis=(1, 2))\n"},
-    # bias averaged instead of summed
-    "bias-averaged": {"answer-bias": "def conv2d_grad_bias(grad_out):\n    return grad_out.mean(axis=(0, 2, 3))\n"},
+    # bias summed over positions but averaged over the batch
+    "bias-averaged": {"answer-bias": "def conv2d_grad_bias(grad_out):\n    return grad_out.sum(axis=(2, 3)).mean(axis=0)\n"},
 }
 
 # What the visible tests' message says for some mutations (checked in the feedback the learner gets).
