@@ -10,6 +10,9 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Keep matplotlib headless in every target (tests, book, grading).
 export MPLBACKEND := Agg
+# A font cache of our own: a shared ~/.cache/matplotlib written by another environment can
+# point at font files that no longer exist, and the warnings would change notebook outputs.
+export MPLCONFIGDIR := $(abspath $(VENV))/matplotlib
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
