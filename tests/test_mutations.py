@@ -1,39 +1,129 @@
 """Every classic mistake loses points; the reference answers score full marks.
 
-For each module in tests/mutations/, one submission per mutation (the reference answers
-with one mistake injected) and one with the reference answers are graded together through
-`python -m grading`, exactly as an instructor would grade them.
+Each module in tests/mutations/ names an assignment and its MUTATIONS: the reference
+answers with one mistake injected, as {answer cell grade_id: wrong source}. Two tiers:
+
+1. Every mutation of every assignment runs in a Jupyter kernel against the *source*
+   notebook's tests, visible and hidden, the way nbgrader's autograde runs them: cells
+   top to bottom, a graded cell that raises scores 0. One kernel per worker, its
+   namespace reset (`%reset -f`) between mutations; imported modules stay loaded,
+   which is what makes 130 mutations affordable. Each must fail a graded cell, and
+   the visible tests' message must name the mistakes listed in MESSAGES.
+2. The mutations a module lists in GRADED (the classic convolution-gradient mistakes)
+   are written into submission notebooks made from the *release* notebook and graded
+   end to end through `python -m grading`, exactly as an instructor would: each must
+   score less than full marks, the reference full marks, and the feedback page the
+   learner receives must name the mistakes listed in MESSAGES.
 """
 
 from __future__ import annotations
 
 import html
 import importlib
+import os
 import pkgutil
+import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from jupyter_client.manager import start_new_kernel
 
 import classroom as cr
 import mutations
 
 MODULES = [importlib.import_module(f"mutations.{m.name}") for m in pkgutil.iter_modules(mutations.__path__)]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+CELL_TIMEOUT = 120  # seconds; nbgrader_config.py gives a learner's cell 60
+
+
+def _run_cells(client, cells: list[tuple[str | None, str]]) -> dict[str, str]:
+    """Execute (grade_id, source) pairs in order; return {grade_id: error text} for the cells that raised."""
+    errors = {}
+    for grade_id, source in cells:
+        msg_id = client.execute(source, store_history=False, allow_stdin=False)
+        error = None
+        while True:
+            msg = client.get_iopub_msg(timeout=CELL_TIMEOUT)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "error":
+                content = msg["content"]
+                error = ANSI.sub("", "\n".join([f"{content['ename']}: {content['evalue']}", *content["traceback"]]))
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        client.get_shell_msg(timeout=CELL_TIMEOUT)
+        if error is not None:
+            errors[grade_id] = error
+    return errors
+
+
+def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str]]]:
+    """{'reference' or mutation name: (score, {failing graded cell: error text})}, scored like nbgrader."""
+    assignment = module.ASSIGNMENT
+    notebook, answers = cr.source(assignment), cr.solution_sources(assignment)
+    points = {cr.grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in notebook.cells
+              if c.metadata.get("nbgrader", {}).get("grade")}
+    runs = {"reference": {}, **module.MUTATIONS}
+
+    def cells(changed):
+        filled = {**answers, **changed}
+        return [(cr.grade_id(c), filled.get(cr.grade_id(c), c.source)) for c in notebook.cells if c.cell_type == "code"]
+
+    def worker(names: list[str]) -> dict:
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+        manager, client = start_new_kernel(kernel_name="python3", cwd=str(cr.ROOT / "solutions" / assignment), env=env)
+        try:
+            results = {}
+            for name in names:
+                _run_cells(client, [(None, "%reset -f")])
+                failed = {cell: text for cell, text in _run_cells(client, cells(runs[name])).items() if cell in points}
+                results[name] = (sum(points.values()) - sum(points[cell] for cell in failed), failed)
+            return results
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+
+    names = list(runs)
+    workers = max(1, min(2, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        parts = pool.map(worker, [names[k::workers] for k in range(workers)])
+    return {name: result for part in parts for name, result in part.items()}
 
 
 @pytest.mark.parametrize("module", MODULES, ids=[m.ASSIGNMENT for m in MODULES])
-def test_mutations_lose_points_and_reference_scores_full(module, tmp_path):
+def test_every_mutation_fails_a_graded_test(module):
+    full = cr.max_points(module.ASSIGNMENT)
+    results = _kernel_scores(module)
+    score, failed = results["reference"]
+    assert score == full and not failed, f"the reference answers fail: {failed}"
+    answers = cr.solution_sources(module.ASSIGNMENT)
+    for name, changed in module.MUTATIONS.items():
+        assert all(answers[cell] != source for cell, source in changed.items()), f"{name} changes nothing"
+    survivors = [name for name in module.MUTATIONS if results[name][0] >= full]
+    assert not survivors, f"{module.ASSIGNMENT}: these mistakes still score full marks: {survivors}"
+    for name, message in getattr(module, "MESSAGES", {}).items():
+        errors = "\n".join(results[name][1].values())
+        assert message in errors, f"{module.ASSIGNMENT}/{name}: no failing test names the mistake ({message!r})"
+
+
+GRADED_MODULES = [m for m in MODULES if getattr(m, "GRADED", None)]
+
+
+@pytest.mark.parametrize("module", GRADED_MODULES, ids=[m.ASSIGNMENT for m in GRADED_MODULES])
+def test_classic_mistakes_lose_points_through_the_grader(module, tmp_path):
     assignment = module.ASSIGNMENT
     release, answers = cr.release(assignment), cr.solution_sources(assignment)
     folder = tmp_path / "submissions"
     cr.write(folder, "reference", assignment, cr.fill(release, answers))
-    for name, changed in module.MUTATIONS.items():
-        assert all(answers[cell] != source for cell, source in changed.items()), f"{name} changes nothing"
-        cr.write(folder, name, assignment, cr.fill(release, {**answers, **changed}))
+    for name in module.GRADED:
+        cr.write(folder, name, assignment, cr.fill(release, {**answers, **module.MUTATIONS[name]}))
     rows = cr.grade(assignment, folder, tmp_path / "out", "--jobs", "2")
     full = cr.max_points(assignment)
     assert cr.score(rows, "reference") == (full, "graded")
-    survivors = {name: rows[name]["score"] for name in module.MUTATIONS if float(rows[name]["score"]) >= full}
+    survivors = {name: rows[name]["score"] for name in module.GRADED if float(rows[name]["score"]) >= full}
     assert not survivors, f"{assignment}: these mistakes still score full marks: {survivors}"
-    assert all(rows[name]["status"] == "graded" for name in module.MUTATIONS), rows
+    assert all(rows[name]["status"] == "graded" for name in module.GRADED), rows
     for name, message in getattr(module, "MESSAGES", {}).items():
-        page = html.unescape((tmp_path / "out" / "feedback" / name / f"{assignment}.html").read_text())
-        assert message in page, f"{assignment}/{name}: feedback does not name the mistake ({message!r})"
+        if name in module.GRADED:
+            page = html.unescape((tmp_path / "out" / "feedback" / name / f"{assignment}.html").read_text())
+            assert message in page, f"{assignment}/{name}: feedback does not name the mistake ({message!r})"

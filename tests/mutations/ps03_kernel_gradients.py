@@ -62,3 +62,6 @@ MESSAGES = {
     "flipped-kernel-gradient": "the kernel gradient is flipped",
     "bias-averaged": "the batch is averaged",
 }
+
+# graded end to end through `python -m grading` as well (tests/test_mutations.py): all of them
+GRADED = list(MUTATIONS)

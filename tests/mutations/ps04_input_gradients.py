@@ -78,3 +78,6 @@ MESSAGES = {
     "unflipped-kernel-2d": "the kernel is not rotated",
     "overwrite-instead-of-accumulate": "accumulate with +=",
 }
+
+# graded end to end through `python -m grading` as well (tests/test_mutations.py): all of them
+GRADED = list(MUTATIONS)
