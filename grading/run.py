@@ -17,7 +17,6 @@ import queue
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -140,32 +139,56 @@ def make_template(options: Options, settings: dict, work: Path) -> tuple[Path, l
 
 # --- one student ---------------------------------------------------------------------------------
 
+_FORKS = None
+
+
+def _forks():
+    """A multiprocessing context whose children are forked from a server that has nbgrader imported."""
+    global _FORKS
+    if _FORKS is None:
+        import multiprocessing
+
+        _FORKS = multiprocessing.get_context("forkserver")
+        _FORKS.set_forkserver_preload(["grading._preload"])
+    return _FORKS
+
+
+def _start_fork_server() -> None:
+    from multiprocessing import forkserver
+
+    _forks()
+    forkserver.ensure_running()
+
+
 def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: str, env: dict[str, str],
                   hard_limit: float) -> Row:
+    from . import _one
+
     started = time.monotonic()
     copy_in(sub, lane / "submitted" / sub.student / options.assignment / notebook_name)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "grading._one", str(lane), options.assignment, sub.student],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=lane,
-        start_new_session=True,  # its own process group: the kernel dies with it
-    )
+    result = lane / "result.json"
+    result.unlink(missing_ok=True)
+    process = _forks().Process(target=_one.child, args=(str(lane), options.assignment, sub.student, env, str(result)),
+                               name=f"grade-{sub.student}")
+    process.start()
     try:
-        stdout, stderr = process.communicate(timeout=hard_limit)
-        lines = stdout.strip().splitlines()
-        outcome = json.loads(lines[-1]) if lines else None
-        if outcome is None:
-            outcome = {"status": "crashed", "detail": "the grader process ended without a result: "
-                                                      + (stderr.strip().splitlines() or ["no message"])[-1][:200]}
-    except subprocess.TimeoutExpired:
-        outcome = {"status": "timeout", "detail": f"grading exceeded {hard_limit:.0f} s and was stopped"}
-    except json.JSONDecodeError:
-        outcome = {"status": "crashed", "detail": "the grader process printed no result"}
+        process.join(hard_limit)
+        if process.is_alive():
+            outcome = {"status": "timeout", "detail": f"grading exceeded {hard_limit:.0f} s and was stopped"}
+        elif result.exists():
+            outcome = json.loads(result.read_text())
+        else:
+            output = lane / "logs" / f"{sub.student}.out"
+            last = (output.read_text(errors="replace").strip().splitlines() if output.exists() else []) or ["no message"]
+            outcome = {"status": "crashed", "detail": f"the grader process ended without a result "
+                                                      f"(exit code {process.exitcode}): {last[-1][:200]}"}
     finally:
         try:
-            os.killpg(process.pid, signal.SIGKILL)  # kernels left behind by a crash or a timeout
-        except ProcessLookupError:
+            os.killpg(process.pid, signal.SIGKILL)  # the child's session: whatever it left running
+        except (ProcessLookupError, PermissionError):
             pass
-        process.wait()
+        process.join()
+        process.close()
     return Row(sub.student, outcome["status"], float(outcome.get("score") or 0.0),
                float(outcome.get("max_score") or 0.0), outcome.get("detail", ""),
                time.monotonic() - started, lane)
@@ -199,11 +222,15 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
 
     # nbgrader's own relationship bookkeeping warns while grades are copied; the copy is checked by the tests
     warnings.filterwarnings("ignore", category=SAWarning)
-    merged = template.parent / "merged"
-    shutil.copytree(template / "source", merged / "source")
-    result = _api(merged, settings, db_url).generate_assignment(options.assignment)
-    if not result["success"]:
-        raise RuntimeError(f"could not create the assignment in {db_url}:\n{result.get('log', '')}")
+    if options.db is None:
+        # the template's gradebook already holds the assignment (and creating a gradebook costs seconds)
+        shutil.copyfile(template / "gradebook.db", options.out / "gradebook.db")
+    else:
+        merged = template.parent / "merged"
+        shutil.copytree(template / "source", merged / "source")
+        result = _api(merged, settings, db_url).generate_assignment(options.assignment)
+        if not result["success"]:
+            raise RuntimeError(f"could not create the assignment in {db_url}:\n{result.get('log', '')}")
     scores = {}
     with Gradebook(db_url) as target:
         for row in rows:
@@ -347,6 +374,7 @@ def autograde(options: Options) -> list[Row]:
             raise ValueError(f"SUBMISSIONS {folder} does not exist")
         if folder.is_file():
             folder = unpack(folder, work / "unpacked")
+        _start_fork_server()  # it imports nbgrader while the template is built
         template, notebooks, code_cells = make_template(options, settings, work)
         if len(notebooks) != 1:
             raise ValueError(f"assignment {options.assignment} has {len(notebooks)} notebooks; this tool grades "
