@@ -1,7 +1,7 @@
 """convlib: convolution and its gradients, from plain loops to a PyTorch layer.
 
 The NumPy names load at once; the ones that need PyTorch (``Conv2dFunction``,
-``Conv2d``) and matplotlib (``plot``) load on first use, so that
+``Conv2d``, ``diagnose``) and matplotlib (``plot``) load on first use, so that
 ``import convlib`` stays light for the early chapters and the grading workers.
 
 >>> import numpy as np, convlib
@@ -41,6 +41,8 @@ __all__ = [
     "Value",
     "Conv2dFunction",
     "Conv2d",
+    "diagnose",
+    "Diagnosis",
     "plot",
 ]
 
@@ -48,6 +50,8 @@ __all__ = [
 _LAZY = {
     "Conv2dFunction": ".torch_layer",
     "Conv2d": ".torch_layer",
+    "diagnose": ".diagnose",
+    "Diagnosis": ".diagnose",
     "plot": ".plot",
 }
 

@@ -1,0 +1,582 @@
+"""Find why a parameter of a PyTorch model gets no gradient, a useless one, or a wrong one.
+
+``diagnose(model, *inputs, loss_fn=None)`` runs the model on a copy, watches every
+tensor operation of the forward pass (a ``TorchFunctionMode``), walks the autograd
+graph during the backward pass, and checks the gradients it gets against finite
+differences in float64. It never reads the model's source text and never changes
+the model: parameters, gradients, buffers and the training flag are as they were.
+
+Each problem is one cause code per parameter name (as ``named_parameters()`` gives
+it, or the attribute path of a tensor that should have been a parameter):
+
+===================== ==========================================================
+``not_registered``    a trainable tensor held where ``parameters()`` cannot see it
+``frozen``            ``requires_grad`` is False
+``unused``            the forward never uses it, or its result never reaches the loss
+``detached``          ``.detach()``, ``.data``, ``.item()``, a NumPy round trip or
+                      ``torch.tensor(t)`` cut its path to the loss
+``no_grad``           it was used under ``torch.no_grad()`` or ``inference_mode()``
+``non_differentiable`` a comparison, ``argmax`` or integer cast cut the path, or a
+                      step (``round``, ``floor``, ``sign``) passed zero everywhere
+``nonfinite``         the gradient holds NaN or inf
+``zero``              the gradient exists but is exactly zero (dead ReLU, saturation)
+``bad_backward``      the gradient disagrees with finite differences, or a custom
+                      ``backward`` returned none, too few or misshapen gradients
+===================== ==========================================================
+
+>>> import torch
+>>> torch.manual_seed(0) and None
+>>> class Net(torch.nn.Module):
+...     def __init__(self):
+...         super().__init__()
+...         self.conv = torch.nn.Conv2d(1, 2, 3)
+...         self.scale = torch.nn.Parameter(torch.ones(1))
+...     def forward(self, x):
+...         return self.conv(x) * self.scale.detach()
+>>> report = diagnose(Net(), torch.randn(2, 1, 5, 5))
+>>> report.problems
+{'scale': 'detached'}
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["diagnose", "Diagnosis", "CAUSES"]
+
+# cause code -> (what it means, how to fix it), in plain words
+CAUSES: dict[str, tuple[str, str]] = {
+    "not_registered": (
+        "it requires a gradient but sits in a plain attribute, list or dict, so model.parameters() does not "
+        "contain it: the optimizer never updates it and model.zero_grad() never clears it",
+        "wrap it in nn.Parameter and assign it as a module attribute; keep several in nn.ParameterList / "
+        "nn.ParameterDict, and sub-layers in nn.ModuleList / nn.ModuleDict"),
+    "frozen": (
+        "requires_grad is False, so autograd never computes its gradient (left over from fine-tuning?)",
+        "param.requires_grad_(True), and give it to the optimizer"),
+    "unused": (
+        "the forward pass never uses it, or what it computes never reaches the loss, so its .grad stays None",
+        "use it in forward, or delete it if the branch is dead"),
+    "detached": (
+        "its path to the loss is cut by an operation that leaves autograd's graph",
+        "compute with torch operations on the tensor itself: no .detach(), .data, .item() or NumPy round trip "
+        "in forward (for NumPy code, write a torch.autograd.Function with its own backward)"),
+    "no_grad": (
+        "it was used while gradients were switched off (torch.no_grad() or torch.inference_mode()), so nothing "
+        "was recorded for backward",
+        "run that part of forward with gradients on; keep no_grad for evaluation"),
+    "non_differentiable": (
+        "its path runs through an operation without a useful derivative",
+        "replace the step by a smooth function (sigmoid, softplus) or a straight-through estimator "
+        "y = x + (step(x) - x).detach()"),
+    "nonfinite": (
+        "its gradient contains NaN or inf",
+        "keep the operation away from its singular point: clamp before log or sqrt (x.clamp_min(eps)), add eps "
+        "to denominators, and watch for overflow (use logsumexp-style formulas)"),
+    "zero": (
+        "a gradient arrives but is exactly zero: every unit on its path is inactive (a dead ReLU) or saturated",
+        "check the initialisation and the scale of the inputs, lower the learning rate, or use LeakyReLU"),
+    "bad_backward": (
+        "the gradient autograd returns disagrees with finite differences (float64, several random directions), "
+        "or a custom backward returned None, too few or misshapen gradients: a custom backward on its path is wrong",
+        "test the custom torch.autograd.Function with torch.autograd.gradcheck in float64 and fix its backward"),
+}
+
+# operations whose result leaves autograd's graph: name -> how the report calls it
+_DETACHING = {
+    "detach": "`.detach()`", "detach_": "`.detach_()`", "data": "`.data`", "item": "`.item()`",
+    "tolist": "`.tolist()`", "numpy": "a NumPy round trip (`.numpy()`)", "__array__": "a NumPy round trip",
+    "tensor": "`torch.tensor(t)` (a new leaf)", "as_tensor": "`torch.as_tensor`", "from_numpy": "`torch.from_numpy`",
+    "__float__": "`float(t)`", "__int__": "`int(t)`", "__index__": "an index conversion",
+}
+_NUMPY = {"numpy", "__array__", "tolist"}
+# operations that keep a grad_fn but whose derivative is zero wherever it exists
+_ZERO_DERIVATIVE = {"round", "floor", "ceil", "trunc", "fix", "sign", "sgn"}
+_COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!=", "greater": ">",
+                "less": "<", "greater_equal": ">=", "less_equal": "<=", "not_equal": "!=", "equal": "=="}
+_FUNCTION_FILE = os.path.join("autograd", "function.py")
+
+
+@dataclass
+class Diagnosis:
+    """What `diagnose` found: ``problems`` {name: cause code}, with evidence, and what it could not decide."""
+
+    problems: dict[str, str] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # name -> the evidence, e.g. "`.detach()`"
+    undecided: dict[str, str] = field(default_factory=dict)  # name -> why no verdict
+    error: str | None = None  # what the forward or backward pass raised, if it did
+    checked: list[str] = field(default_factory=list)  # every name examined
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.undecided and self.error is None
+
+    def __str__(self) -> str:
+        lines = []
+        if self.error:
+            lines.append(f"Running the model raised: {self.error}")
+        if not self.problems and not self.undecided and not self.error:
+            return (f"No problems found: all {len(self.checked)} parameters receive a finite, non-zero gradient "
+                    f"that agrees with finite differences.")
+        if self.problems:
+            lines.append(f"{len(self.problems)} of {len(self.checked)} parameters have a problem:")
+            for name, code in self.problems.items():
+                meaning, fix = CAUSES[code]
+                evidence = f" ({self.details[name]})" if self.details.get(name) else ""
+                lines.append(f"- {name}: {code}{evidence}: {meaning}.\n  Fix: {fix}.")
+        if self.undecided:
+            lines.append("Could not decide:")
+            lines.extend(f"- {name}: {why}" for name, why in self.undecided.items())
+        healthy = [n for n in self.checked if n not in self.problems and n not in self.undecided]
+        if healthy and (self.problems or self.undecided):
+            lines.append("Healthy: " + ", ".join(healthy) + ".")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Diagnosis(problems={self.problems!r}, undecided={self.undecided!r}, error={self.error!r})"
+
+
+# --- finding the tensors ----------------------------------------------------------------------------
+
+def _unregistered(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable tensors held in attributes, lists or dicts of the model's modules that parameters() misses."""
+    registered = {id(p) for p in model.parameters()}
+    found: dict[str, torch.Tensor] = {}
+
+    def visit(value: Any, path: str, depth: int) -> None:
+        if depth > 4:
+            return
+        if isinstance(value, torch.Tensor):
+            if (value.requires_grad or isinstance(value, nn.Parameter)) and id(value) not in registered:
+                found.setdefault(path, value)
+        elif isinstance(value, nn.Module):
+            # a module inside a plain list or dict: none of its parameters is registered with the model
+            for name, p in value.named_parameters():
+                if id(p) not in registered:
+                    found.setdefault(f"{path}.{name}", p)
+        elif isinstance(value, (list, tuple)):
+            for k, item in enumerate(value):
+                visit(item, f"{path}.{k}", depth + 1)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{path}.{key}", depth + 1)
+
+    for prefix, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if attr.startswith("_") and attr in ("_parameters", "_buffers", "_modules"):
+                continue
+            if isinstance(value, nn.Module):
+                continue  # registered submodules are in _modules; this would be a re-bound one
+            visit(value, f"{prefix}.{attr}" if prefix else attr, 0)
+    return found
+
+
+def _tensors(obj: Any, depth: int = 0):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 3 and isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item, depth + 1)
+    elif depth < 3 and isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item, depth + 1)
+
+
+# --- watching the forward pass ----------------------------------------------------------------------
+
+@dataclass
+class _Event:
+    kind: str  # "use", "no_grad", "detached", "non_differentiable", "zero_derivative", "custom", "nonfinite"
+    op: str
+    names: frozenset
+
+
+def _op_name(func: Callable) -> str:
+    name = getattr(func, "__name__", type(func).__name__)
+    if name == "__get__":  # a property such as .data
+        name = getattr(getattr(func, "__self__", None), "__name__", name)
+    return name.strip("_") if name.startswith("__") and name.strip("_") in _COMPARISONS else name
+
+
+def _custom_function() -> str | None:
+    """The custom autograd.Function whose forward is running, if any (its ops are not the model's own)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "apply" and frame.f_code.co_filename.endswith(_FUNCTION_FILE):
+            cls = frame.f_locals.get("cls")
+            return getattr(cls, "__name__", "a custom Function")
+        frame = frame.f_back
+    return None
+
+
+class _Tracer(TorchFunctionMode):
+    """Follows each watched tensor through the forward pass and records what happens to it."""
+
+    def __init__(self, watched: dict[str, torch.Tensor]):
+        super().__init__()
+        self.taint: dict[int, frozenset] = {id(t): frozenset([n]) for n, t in watched.items()}
+        self.keep: list[Any] = list(watched.values())  # holds every tainted tensor, so ids stay unique
+        self.events: list[_Event] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inputs = list(_tensors((args, kwargs)))
+        names = frozenset().union(*(self.taint.get(id(t), frozenset()) for t in inputs))
+        grad_on = torch.is_grad_enabled()
+        out = func(*args, **kwargs)
+        if not names:
+            return out
+        op = _op_name(func)
+        custom = _custom_function()
+        outputs = list(_tensors(out))
+        for t in outputs:
+            self.taint[id(t)] = self.taint.get(id(t), frozenset()) | names
+            self.keep.append(t)
+        if custom is not None:
+            self.events.append(_Event("custom", custom, names))
+            return out
+        trainable = any(t.requires_grad for t in inputs if id(t) in self.taint)
+        self.events.append(_Event("use", op, names))
+        if not grad_on and op not in ("requires_grad_", "_set_grad_enabled") and outputs:
+            self.events.append(_Event("no_grad", op, names))
+        elif op in _DETACHING and (trainable or op in _NUMPY):
+            self.events.append(_Event("detached", op, names))
+        elif trainable and outputs and not any(t.requires_grad for t in outputs):
+            if all(not (t.is_floating_point() or t.is_complex()) for t in outputs):
+                self.events.append(_Event("non_differentiable", op, names))
+        elif trainable and op in _ZERO_DERIVATIVE:
+            self.events.append(_Event("zero_derivative", op, names))
+        if outputs and all(torch.isfinite(t).all() for t in inputs if t.is_floating_point()):
+            if any(t.is_floating_point() and not torch.isfinite(t).all() for t in outputs):
+                self.events.append(_Event("nonfinite", op, names))
+        return out
+
+
+def _describe(event: _Event) -> str:
+    if event.kind == "detached":
+        return _DETACHING.get(event.op, f"`{event.op}`") + " in the forward pass"
+    if event.kind == "no_grad":
+        return f"`{event.op}` ran with gradients off"
+    if event.kind == "non_differentiable":
+        if event.op in _COMPARISONS:
+            return f"a comparison (`{_COMPARISONS[event.op]}`) has no gradient"
+        return f"`{event.op}` returns integers or booleans, which carry no gradient"
+    if event.kind == "zero_derivative":
+        return f"`{event.op}` has derivative zero wherever it has one"
+    if event.kind == "custom":
+        return f"the custom Function {event.op}"
+    return f"`{event.op}`"
+
+
+# --- running the model ------------------------------------------------------------------------------
+
+def _loss(output: Any, loss_fn: Callable | None) -> torch.Tensor:
+    if loss_fn is not None:
+        return loss_fn(output)
+    parts = [t.sum() for t in _tensors(output) if t.is_floating_point() or t.is_complex()]
+    if not parts:
+        raise TypeError("the model returned no floating-point tensor to sum; pass loss_fn=")
+    return sum(parts[1:], parts[0])
+
+
+def _same_rng(seed: int = 0):
+    rng = torch.random.fork_rng(devices=[])
+    rng.__enter__()
+    torch.manual_seed(seed)
+    return rng
+
+
+def _graph_nodes(root) -> list:
+    seen, stack, nodes = set(), [root], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        nodes.append(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return nodes
+
+
+def _first_nonfinite_node(loss: torch.Tensor, targets: list[torch.Tensor]) -> str | None:
+    """The first backward node whose outgoing gradient is non-finite although what came in was finite."""
+    culprit: list[str] = []
+
+    def hook(node):
+        def check(grad_inputs, grad_outputs):
+            finite_in = all(g is None or torch.isfinite(g).all() for g in grad_outputs)
+            finite_out = all(g is None or torch.isfinite(g).all() for g in grad_inputs)
+            if finite_in and not finite_out and not culprit:
+                culprit.append(node.name())
+        return check
+
+    handles = [node.register_hook(hook(node)) for node in _graph_nodes(loss.grad_fn)]
+    try:
+        torch.autograd.grad(loss, targets, allow_unused=True)
+    except RuntimeError:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return culprit[0] if culprit else None
+
+
+def _copy(model: nn.Module) -> nn.Module | None:
+    try:
+        return copy.deepcopy(model)
+    except Exception:  # e.g. a non-leaf tensor stored as an attribute cannot be deep-copied
+        return None
+
+
+def _inputs_copy(inputs: tuple) -> tuple:
+    return tuple(t.detach().clone().requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) else t
+                 for t in inputs)
+
+
+def _directional_mismatch(model: nn.Module, inputs: tuple, loss_fn, names: list[str]) -> dict[str, float]:
+    """Relative gap between autograd and central differences along random directions, per parameter.
+
+    In float64 (step 1e-6: a correct gradient agrees to about 1e-9); a model that cannot run in float64
+    (one that casts to float32 inside) is checked in its own precision with a larger step and tolerance.
+    """
+    try:
+        return _mismatch_in(model, inputs, loss_fn, names, torch.float64, step=1e-6, tolerance=1e-5)
+    except RuntimeError:
+        return _mismatch_in(model, inputs, loss_fn, names, None, step=1e-2, tolerance=5e-2)
+
+
+def _mismatch_in(model: nn.Module, inputs: tuple, loss_fn, names: list[str], dtype: torch.dtype | None,
+                 step: float, tolerance: float, directions: int = 3) -> dict[str, float]:
+    m64 = _copy(model)
+    if m64 is None:
+        return {}
+    if dtype is not None:
+        m64 = m64.to(dtype)
+    x64 = tuple(t.detach().to(dtype or t.dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+                for t in inputs)
+    params = dict(m64.named_parameters())
+    targets = [params[n] for n in names if n in params]
+    if not targets:
+        return {}
+
+    def loss_value() -> torch.Tensor:
+        rng = _same_rng()
+        try:
+            return _loss(m64(*x64), loss_fn)
+        finally:
+            rng.__exit__(None, None, None)
+
+    grads = torch.autograd.grad(loss_value(), targets, allow_unused=True)
+    generator = torch.Generator().manual_seed(1234)
+    worst: dict[str, float] = {}
+    with torch.no_grad():
+        for name, p, g in zip([n for n in names if n in params], targets, grads):
+            if g is None:
+                continue
+            failures = 0
+            for _ in range(directions):
+                v = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                v /= v.norm()
+                scale = step * max(1.0, float(p.abs().max()))
+                saved = p.detach().clone()
+                p.add_(v, alpha=scale)
+                up = float(loss_value())
+                p.copy_(saved)
+                p.add_(v, alpha=-scale)
+                down = float(loss_value())
+                p.copy_(saved)
+                numeric = (up - down) / (2 * scale)
+                analytic = float((g * v).sum())
+                gap = abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-12)
+                if gap > tolerance and abs(numeric - analytic) > tolerance * 1e-3:
+                    failures += 1
+                    worst[name] = max(worst.get(name, 0.0), gap)
+            if failures < 2:  # one bad direction can be a kink (ReLU, max); a wrong backward fails them all
+                worst.pop(name, None)
+    return worst
+
+
+def diagnose(model: nn.Module, *inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None = None,
+             check_values: bool = True) -> Diagnosis:
+    """Run ``model(*inputs)`` on a copy, backpropagate ``loss_fn(output)`` (default: the sum of the output)
+    and name, for each parameter without a healthy gradient, the cause (see ``CAUSES``).
+
+    Args:
+        model: any ``nn.Module``; it is not modified (a deep copy runs, or the original with its state restored).
+        inputs: the positional inputs of ``model``.
+        loss_fn: maps the model's output to a scalar; default: sum of every floating-point tensor in the output.
+        check_values: also compare each gradient with central differences in float64 (``bad_backward``).
+
+    Returns:
+        A ``Diagnosis``: ``problems`` {name: cause code}, ``details``, ``undecided``, ``error``; ``str()``
+        explains each problem and its fix.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
+    work = _copy(model)
+    restore = None
+    if work is None:  # run the original and put everything back afterwards
+        work, restore = model, _snapshot(model)
+    try:
+        return _diagnose(work, _inputs_copy(inputs), loss_fn, check_values)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _snapshot(model: nn.Module) -> Callable[[], None]:
+    tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    tensors.update({id(t): t for t in _unregistered(model).values() if t.is_leaf})
+    saved = {k: (t.detach().clone(), t.grad, t.requires_grad) for k, t in tensors.items()}
+    modes = {m: m.training for m in model.modules()}
+
+    def restore() -> None:
+        with torch.no_grad():
+            for k, t in tensors.items():
+                value, grad, requires_grad = saved[k]
+                t.copy_(value)
+                if t.is_leaf:
+                    t.grad = grad
+                    t.requires_grad_(requires_grad)
+        for m, training in modes.items():
+            m.train(training)
+
+    return restore
+
+
+def _diagnose(model: nn.Module, inputs: tuple, loss_fn, check_values: bool) -> Diagnosis:
+    report = Diagnosis()
+    params = dict(model.named_parameters())
+    hidden = _unregistered(model)
+    watched = {**params, **hidden}
+    report.checked = list(watched)
+    for name in hidden:
+        report.problems[name] = "not_registered"
+    for name, p in params.items():
+        if not p.requires_grad:
+            report.problems[name] = "frozen"
+
+    # forward pass (and the loss), watched
+    tracer = _Tracer(watched)
+    loss = None
+    try:
+        rng = _same_rng()
+        try:
+            with tracer:
+                loss = _loss(model(*inputs), loss_fn)
+        finally:
+            rng.__exit__(None, None, None)
+        if loss.numel() != 1:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+    except Exception as error:
+        report.error = f"{type(error).__name__}: {error}"
+        loss = None
+    events: dict[str, list[_Event]] = {name: [] for name in watched}
+    for event in tracer.events:
+        for name in event.names:
+            events[name].append(event)
+
+    def first(name: str, kind: str) -> _Event | None:
+        found = [e for e in events[name] if e.kind == kind]
+        # `.detach().numpy()`: the NumPy round trip is the better name for what happened
+        return next((e for e in found if e.op in _NUMPY), found[0]) if found else None
+
+    # backward pass: which trainable tensors the loss reaches, and with what
+    targets = {n: t for n, t in watched.items() if t.requires_grad}
+    grads: dict[str, torch.Tensor | None] = {}
+    if loss is not None and loss.requires_grad and targets:
+        try:
+            values = torch.autograd.grad(loss, list(targets.values()), allow_unused=True, retain_graph=True)
+            grads = dict(zip(targets, values))
+        except RuntimeError as error:
+            report.error = f"RuntimeError: {error}"
+            broken = re.search(r"[Ff]unction (\w+?)(Backward)?\b", str(error))
+            for name in targets:
+                custom = [e for e in events[name] if e.kind == "custom"]
+                if custom and (broken is None or any(broken.group(1).startswith(e.op) for e in custom)):
+                    report.problems.setdefault(name, "bad_backward")
+                    report.details.setdefault(name, f"backward of {custom[0].op} failed: {str(error).splitlines()[0]}")
+    elif loss is not None:
+        grads = {name: None for name in targets}
+
+    nonfinite_node = None
+    for name in watched:
+        if name in report.problems and report.problems[name] != "not_registered":
+            continue
+        grad = grads.get(name)
+        cut = first(name, "no_grad") or first(name, "detached") or first(name, "non_differentiable")
+        if name in report.problems:  # not_registered: also say what else is wrong, as evidence
+            if cut:
+                report.details[name] = "and " + _describe(cut)
+            continue
+        if name not in grads:
+            if name in targets and report.error:
+                # the run failed before a gradient could be computed; say what the forward pass showed, if anything
+                if cut:
+                    report.problems[name] = cut.kind
+                    report.details[name] = _describe(cut)
+                else:
+                    report.undecided[name] = "the model failed before its gradient could be computed"
+            continue
+        if grad is None:
+            if cut:
+                report.problems[name] = cut.kind
+                report.details[name] = _describe(cut)
+            elif first(name, "custom"):
+                report.problems[name] = "bad_backward"
+                report.details[name] = f"the backward of {first(name, 'custom').op} returned None for it"
+            else:
+                report.problems[name] = "unused"
+                if events[name]:
+                    report.details[name] = "it is used, but what it computes never reaches the loss"
+            continue
+        if not torch.isfinite(grad).all():
+            report.problems[name] = "nonfinite"
+            produced = first(name, "nonfinite")
+            if produced:  # the forward pass already overflowed or divided by zero
+                report.details[name] = f"`{produced.op}` returned inf or NaN in the forward pass"
+                continue
+            if nonfinite_node is None:
+                nonfinite_node = _first_nonfinite_node(loss, list(targets.values())) or ""
+            if nonfinite_node:
+                op = re.sub(r"Backward\d*$", "", nonfinite_node).lower()
+                report.details[name] = (f"the backward of `{op}` ({nonfinite_node}) turned finite gradients into "
+                                        f"inf or NaN")
+            continue
+        if not torch.any(grad != 0):
+            step = first(name, "zero_derivative")
+            report.problems[name] = "non_differentiable" if step else "zero"
+            report.details[name] = _describe(step) if step else "every unit on its path passes zero gradient"
+            continue
+
+    if check_values and loss is not None and report.error is None:
+        candidates = [n for n in params if n in grads and n not in report.problems]
+        try:
+            mismatched = _directional_mismatch(model, inputs, loss_fn, candidates)
+        except Exception as error:  # e.g. a layer that cannot run in float64
+            for name in candidates:
+                report.undecided[name] = (f"could not compare with finite differences in float64 "
+                                          f"({type(error).__name__}: {error})")
+            mismatched = {}
+        for name, gap in mismatched.items():
+            report.problems[name] = "bad_backward"
+            customs = sorted({e.op for e in events[name] if e.kind == "custom"})
+            on_path = f"; custom Functions on its path: {', '.join(customs)}" if customs else ""
+            report.details[name] = f"relative gap {gap:.1e} to finite differences{on_path}"
+    elif loss is None and report.error is not None:
+        for name in watched:
+            if name not in report.problems and name not in report.undecided:
+                report.undecided[name] = "the model did not run to the loss, so its gradient could not be checked"
+    report.problems = {n: report.problems[n] for n in watched if n in report.problems}
+    return report

@@ -1,0 +1,522 @@
+"""convlib.diagnose on the catalogue of missing gradients (COURSE.md, chapter 8).
+
+Each entry is a minimal broken layer. Its test first shows the symptom exactly as
+PyTorch shows it on the model itself (a .grad that is None, a zero gradient, wrong
+values, an error), then checks that `diagnose` names the right cause for the right
+parameter and nothing else. Healthy models must come out clean, and `diagnose` must
+leave the model as it found it.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import convlib
+from convlib.diagnose import CAUSES, Diagnosis, diagnose
+
+
+def batch(seed: int = 0, shape=(2, 1, 6, 6)) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def grads_after_backward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """The symptom as a learner sees it: .grad of every registered parameter after loss.backward()."""
+    model.zero_grad(set_to_none=True)
+    model(x).sum().backward()
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+class ConvPair(nn.Module):
+    """Two convolutions; subclasses break the path to `first` in one way each."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Conv2d(1, 2, 3)
+        self.second = nn.Conv2d(2, 1, 3)
+
+    def hidden(self, x):
+        return self.first(x)
+
+    def forward(self, x):
+        return self.second(self.hidden(x))
+
+
+# --- catalogue entries: (model factory, expected problems) ---------------------------------------
+
+class PlainTensorKernel(nn.Module):  # 2 and 6: a leaf with requires_grad, not a Parameter
+    def __init__(self):
+        super().__init__()
+        self.kernel = torch.randn(2, 1, 3, 3, requires_grad=True)
+        self.bias = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        return F.conv2d(x, self.kernel, self.bias)
+
+
+class KernelList(nn.Module):  # 6: Parameters in a Python list
+    def __init__(self):
+        super().__init__()
+        self.kernels = [nn.Parameter(torch.randn(1, 1, 3, 3)) for _ in range(2)]
+
+    def forward(self, x):
+        return sum(F.conv2d(x, k) for k in self.kernels)
+
+
+class LayerList(nn.Module):  # 6: layers in a Python list instead of nn.ModuleList
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(1, 2, 3)
+        self.blocks = [nn.Conv2d(2, 2, 1)]
+
+    def forward(self, x):
+        x = self.head(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class Rewrapped(ConvPair):  # 2: torch.tensor(t) makes a new leaf
+    def hidden(self, x):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # PyTorch warns about copy-constructing a tensor
+            weight = torch.tensor(self.first.weight)
+        return F.conv2d(x, weight, self.first.bias)
+
+
+class Detached(ConvPair):  # 3: .detach(), called in a way no text search would find
+    def hidden(self, x):
+        return F.conv2d(x, getattr(self.first.weight, "detach")(), self.first.bias)
+
+
+class DataAttribute(ConvPair):  # 3: .data
+    def hidden(self, x):
+        return F.conv2d(x, self.first.weight.data, self.first.bias)
+
+
+class ItemScale(ConvPair):  # 3: .item()
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.5))
+
+    def hidden(self, x):
+        return self.first(x) * self.scale.item()
+
+
+class NumpyRoundTrip(ConvPair):  # 3: through NumPy and back
+    def hidden(self, x):
+        flipped = np.ascontiguousarray(self.first.weight.detach().numpy()[..., ::-1, ::-1])
+        return F.conv2d(x, torch.from_numpy(flipped), self.first.bias)
+
+
+class UnderNoGrad(ConvPair):  # 4
+    def hidden(self, x):
+        with torch.no_grad():
+            return self.first(x)
+
+
+class UnderInferenceMode(ConvPair):  # 4
+    def hidden(self, x):
+        with torch.inference_mode():
+            h = self.first(x)
+        return h.clone()
+
+
+class StepActivation(ConvPair):  # 5: (x > 0).float() cuts the path
+    def forward(self, x):
+        return self.second((self.first(x) > 0).float())
+
+
+class ArgmaxPath(ConvPair):  # 5: argmax returns integers
+    def forward(self, x):
+        winner = self.first(x).argmax(dim=1, keepdim=True).to(x.dtype)
+        return self.second(winner.expand(-1, 2, -1, -1))
+
+
+class RoundedActivation(ConvPair):  # 5: round keeps a grad_fn but passes zero
+    def forward(self, x):
+        return self.second(torch.round(self.first(x)))
+
+
+class SignActivation(ConvPair):  # 5: sign, the same
+    def forward(self, x):
+        return self.second(torch.sign(self.first(x)))
+
+
+class UnusedBranch(ConvPair):  # 7: computed, never reaches the output
+    def __init__(self):
+        super().__init__()
+        self.side = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        _ = self.side(x)
+        return self.second(self.first(x))
+
+
+class NeverCalled(ConvPair):  # 7: defined, never called
+    def __init__(self):
+        super().__init__()
+        self.spare = nn.Linear(4, 4)
+
+
+class FlipForgotten(torch.autograd.Function):  # 8: input gradient without the kernel flip
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return torch.from_numpy(convlib.conv2d(x.numpy(), w.numpy()))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w = ctx.saved_tensors
+        g = grad_out.numpy()
+        grad_x = convlib.conv2d_grad_input(x.shape, w.numpy()[..., ::-1, ::-1].copy(), g)  # flipped twice: wrong
+        grad_w = convlib.conv2d_grad_weight(x.numpy(), w.shape, g)
+        return torch.from_numpy(grad_x), torch.from_numpy(grad_w)
+
+
+class TooFewGradients(torch.autograd.Function):  # 8: one value returned for two inputs
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return F.conv2d(x, w)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w = ctx.saved_tensors
+        return torch.nn.grad.conv2d_input(x.shape, w, grad_out)
+
+
+class WrongShapeGradient(torch.autograd.Function):  # 8: weight gradient of the wrong shape
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return F.conv2d(x, w)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w = ctx.saved_tensors
+        grad_w = torch.nn.grad.conv2d_weight(x, w.shape, grad_out)
+        return torch.nn.grad.conv2d_input(x.shape, w, grad_out), grad_w.transpose(0, 1)
+
+
+class CustomConvPair(ConvPair):
+    function = FlipForgotten
+
+    def __init__(self):
+        super().__init__()
+        self.double()
+
+    def forward(self, x):
+        return self.function.apply(self.first(x), self.second.weight) + self.second.bias.view(1, -1, 1, 1)
+
+
+class CountPair(CustomConvPair):
+    function = TooFewGradients
+
+
+class ShapePair(CustomConvPair):
+    function = WrongShapeGradient
+
+
+class FrozenFirst(ConvPair):  # 10
+    def __init__(self):
+        super().__init__()
+        self.first.weight.requires_grad_(False)
+
+
+class DeadReLU(ConvPair):  # 12: every unit of `first` negative
+    def __init__(self):
+        super().__init__()
+        with torch.no_grad():
+            self.first.bias.fill_(-100.0)
+
+    def forward(self, x):
+        return self.second(torch.relu(self.first(x)))
+
+
+class SaturatedTanh(ConvPair):  # 12: tanh at +-100 has derivative exactly 0 in float32
+    def __init__(self):
+        super().__init__()
+        with torch.no_grad():
+            self.first.weight.mul_(1000.0)
+
+    def forward(self, x):
+        return self.second(torch.tanh(self.first(x)))
+
+
+class IntegerCast(ConvPair):  # 13: through an integer dtype
+    def forward(self, x):
+        return self.second(self.first(x).long().to(x.dtype))
+
+
+class SqrtAtZero(ConvPair):  # 14: sqrt's derivative at 0 is inf
+    def forward(self, x):
+        h = self.first(x)
+        return self.second(torch.sqrt(h - h.amin().detach()))
+
+
+class DivideByZero(ConvPair):  # 14: a scale initialised at 0 in a denominator
+    def __init__(self):
+        super().__init__()
+        self.temperature = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.second(self.first(x) / self.temperature)
+
+
+FIRST = ("first.weight", "first.bias")
+CATALOGUE = {
+    "plain-tensor-kernel": (PlainTensorKernel, {"kernel": "not_registered"}),
+    "kernel-list": (KernelList, {"kernels.0": "not_registered", "kernels.1": "not_registered"}),
+    "layer-list": (LayerList, {"blocks.0.weight": "not_registered", "blocks.0.bias": "not_registered"}),
+    "rewrapped": (Rewrapped, {"first.weight": "detached"}),
+    "detach": (Detached, {"first.weight": "detached"}),
+    "data": (DataAttribute, {"first.weight": "detached"}),
+    "item": (ItemScale, {"scale": "detached"}),
+    "numpy-round-trip": (NumpyRoundTrip, {"first.weight": "detached"}),
+    "no-grad": (UnderNoGrad, dict.fromkeys(FIRST, "no_grad")),
+    "inference-mode": (UnderInferenceMode, dict.fromkeys(FIRST, "no_grad")),
+    "step-activation": (StepActivation, dict.fromkeys(FIRST, "non_differentiable")),
+    "argmax": (ArgmaxPath, dict.fromkeys(FIRST, "non_differentiable")),
+    "round": (RoundedActivation, dict.fromkeys(FIRST, "non_differentiable")),
+    "sign": (SignActivation, dict.fromkeys(FIRST, "non_differentiable")),
+    "unused-branch": (UnusedBranch, {"side.weight": "unused", "side.bias": "unused"}),
+    "never-called": (NeverCalled, {"spare.weight": "unused", "spare.bias": "unused"}),
+    # the flip changes where the input gradient lands, not its sum, so first.bias is still right
+    "custom-backward-flip-forgotten": (CustomConvPair, {"first.weight": "bad_backward"}),
+    "custom-backward-too-few": (CountPair, {"first.weight": "bad_backward", "first.bias": "bad_backward",
+                                            "second.weight": "bad_backward"}),
+    "custom-backward-wrong-shape": (ShapePair, {"first.weight": "bad_backward", "first.bias": "bad_backward",
+                                                "second.weight": "bad_backward"}),
+    "frozen": (FrozenFirst, {"first.weight": "frozen"}),
+    # nothing passes the dead layer, so the next layer's weight gets zero too
+    "dead-relu": (DeadReLU, {"first.weight": "zero", "first.bias": "zero", "second.weight": "zero"}),
+    "saturated-tanh": (SaturatedTanh, dict.fromkeys(FIRST, "zero")),
+    "integer-cast": (IntegerCast, dict.fromkeys(FIRST, "non_differentiable")),
+    "sqrt-at-zero": (SqrtAtZero, dict.fromkeys(FIRST, "nonfinite")),
+    # inf flows on into the next layer: its weight gradient is not finite either
+    "divide-by-zero": (DivideByZero, {"first.weight": "nonfinite", "first.bias": "nonfinite",
+                                      "temperature": "nonfinite", "second.weight": "nonfinite"}),
+}
+
+
+def _input_for(model: nn.Module) -> torch.Tensor:
+    # the custom Functions compute in NumPy float64
+    return batch().double() if isinstance(model, CustomConvPair) else batch()
+
+
+def _symptom(name: str, model: nn.Module, x: torch.Tensor, expected: dict[str, str]) -> None:
+    """Assert the symptom a learner sees for this entry, on the model itself."""
+    codes = set(expected.values())
+    if codes <= {"bad_backward"} and name != "custom-backward-flip-forgotten":
+        with pytest.raises(RuntimeError, match="incorrect number of gradients|invalid gradient"):
+            model(x).sum().backward()
+        return
+    grads = grads_after_backward(model, x)
+    registered = dict(model.named_parameters())
+    for param, code in expected.items():
+        if code == "not_registered":
+            assert param not in registered, f"{param} is registered"
+        elif code in ("frozen", "detached", "no_grad", "unused") or (
+                code == "non_differentiable" and name in ("step-activation", "argmax", "integer-cast")):
+            assert grads[param] is None, f"{param}.grad is {grads[param]}"
+        elif code in ("zero",) or (code == "non_differentiable"):
+            assert grads[param] is not None and torch.count_nonzero(grads[param]) == 0, f"{param}: {grads[param]}"
+        elif code == "nonfinite":
+            assert not torch.isfinite(grads[param]).all(), f"{param}.grad is finite"
+        elif code == "bad_backward":
+            reference = copy.deepcopy(model)
+            reference.function = None
+            out = F.conv2d(reference.first(x), reference.second.weight, reference.second.bias)
+            expected_grad = torch.autograd.grad(out.sum(), dict(reference.named_parameters())[param])[0]
+            assert not torch.allclose(grads[param], expected_grad), f"{param}: the custom backward is right"
+
+
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_diagnose_names_the_cause_of_each_catalogue_entry(name):
+    factory, expected = CATALOGUE[name]
+    torch.manual_seed(0)
+    model = factory()
+    x = _input_for(model)
+    _symptom(name, copy.deepcopy(model), x, expected)
+    report = diagnose(model, x)
+    assert report.problems == expected, str(report)
+    text = str(report)
+    for param, code in expected.items():
+        assert f"{param}: {code}" in text and CAUSES[code][1] in text
+
+
+def test_diagnose_says_which_operation_cut_or_broke_the_path():
+    torch.manual_seed(0)
+    assert "`.detach()`" in diagnose(Detached(), batch()).details["first.weight"]
+    assert "`.data`" in diagnose(DataAttribute(), batch()).details["first.weight"]
+    assert "`.item()`" in diagnose(ItemScale(), batch()).details["scale"]
+    assert "NumPy" in diagnose(NumpyRoundTrip(), batch()).details["first.weight"]
+    assert "`>`" in diagnose(StepActivation(), batch()).details["first.weight"]
+    assert "`round`" in diagnose(RoundedActivation(), batch()).details["first.weight"]
+    assert "SqrtBackward0" in diagnose(SqrtAtZero(), batch()).details["first.weight"]
+    assert "`div`" in diagnose(DivideByZero(), batch()).details["temperature"]
+    assert "FlipForgotten" in diagnose(CustomConvPair(), batch().double()).details["first.weight"]
+
+
+def test_diagnose_reports_an_inplace_error_without_guessing():
+    # catalogue 9 has no cause code: diagnose shows PyTorch's error and decides nothing
+    class InplaceAfterSigmoid(ConvPair):
+        def forward(self, x):
+            h = torch.sigmoid(self.first(x))
+            h.mul_(2.0)  # sigmoid's backward needs its output, now overwritten
+            return self.second(h)
+
+    torch.manual_seed(0)
+    model = InplaceAfterSigmoid()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        model(batch()).sum().backward()
+    report = diagnose(model, batch())
+    assert "modified by an inplace operation" in report.error
+    assert not report.problems and set(report.undecided) == {n for n, _ in model.named_parameters()}
+    assert "Could not decide" in str(report)
+
+
+def test_intermediate_grad_is_none_but_the_layer_is_healthy():
+    # catalogue 1, and the claim "the convolution layer has no gradients for its variables"
+    torch.manual_seed(0)
+    model = ConvPair()
+    h = model.first(batch())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTorch warns when .grad of a non-leaf is read
+        model.second(h).sum().backward()
+        assert h.grad is None
+    assert all(p.grad is not None for p in model.parameters())
+    assert diagnose(model, batch()).problems == {}
+
+
+def test_zero_grad_sets_parameter_grads_to_none_and_leaves_the_input_alone():
+    # catalogue 11: not a model problem, so diagnose has nothing to say about it
+    torch.manual_seed(0)
+    model = ConvPair()
+    x = batch().requires_grad_()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(x).sum().backward()
+    optimizer.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    assert x.grad is not None and torch.count_nonzero(x.grad) > 0
+    assert diagnose(model, x).problems == {}
+
+
+def test_integer_tensors_cannot_require_grad():
+    # catalogue 13
+    with pytest.raises(RuntimeError, match="floating point and complex dtype can require gradients"):
+        torch.zeros(3, dtype=torch.long, requires_grad=True)
+
+
+# --- healthy models -----------------------------------------------------------------------------
+
+class SmallCNN(nn.Module):
+    def __init__(self, conv=nn.Conv2d):
+        super().__init__()
+        self.features = nn.Sequential(conv(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.25),
+                                      conv(4, 4, 3, stride=2, groups=2), nn.Tanh())
+        self.head = nn.Linear(4 * 2 * 2, 3)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: SmallCNN(),
+    lambda: SmallCNN(conv=convlib.Conv2d),
+    lambda: nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(8, 2)),
+    lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.GELU(), nn.Linear(5, 1)),
+    lambda: convlib.Conv2d(1, 2, 3, stride=2, padding=1),
+], ids=["cnn-nn-conv2d", "cnn-convlib-conv2d", "conv-stack", "mlp", "convlib-layer"])
+def test_diagnose_flags_nothing_on_healthy_models(build):
+    torch.manual_seed(0)
+    report = diagnose(build(), batch())
+    assert report.problems == {} and report.undecided == {} and report.error is None, str(report)
+    assert report.ok and str(report).startswith("No problems found")
+
+
+def test_diagnose_uses_the_given_loss():
+    # with a loss that ignores the second output channel, its filter gets a zero gradient
+    torch.manual_seed(0)
+    model = nn.Conv2d(1, 2, 3)
+    report = diagnose(model, batch(), loss_fn=lambda out: out[:, 0].pow(2).sum())
+    assert report.problems == {} and report.ok
+    with torch.no_grad():
+        model.weight[1].zero_()
+    frozen_out = nn.Sequential(model, nn.ReLU())
+    with torch.no_grad():
+        model.bias.fill_(-100.0)
+    assert diagnose(frozen_out, batch(), loss_fn=lambda out: out.sum()).problems == {
+        "0.weight": "zero", "0.bias": "zero"}
+
+
+# --- diagnose leaves the model alone ------------------------------------------------------------
+
+def _state(model: nn.Module):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {n: (None if p.grad is None else p.grad.clone(), p.requires_grad) for n, p in model.named_parameters()},
+            [m.training for m in model.modules()])
+
+
+def _same(a, b) -> bool:
+    (sa, ga, ta), (sb, gb, tb) = a, b
+    return (sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa) and ta == tb
+            and ga.keys() == gb.keys()
+            and all(ga[n][1] == gb[n][1] and ((ga[n][0] is None and gb[n][0] is None)
+                                              or torch.equal(ga[n][0], gb[n][0])) for n in ga))
+
+
+@pytest.mark.parametrize("build", [lambda: SmallCNN(), lambda: DeadReLU(), lambda: FrozenFirst(), lambda: ItemScale()],
+                         ids=["healthy-with-batchnorm", "dead-relu", "frozen", "item"])
+def test_diagnose_leaves_parameters_gradients_and_buffers_untouched(build):
+    torch.manual_seed(0)
+    model = build()
+    model(batch()).sum().backward()  # some existing gradients, which must survive
+    before = _state(model)
+    diagnose(model, batch())
+    assert _same(before, _state(model))
+
+
+def test_diagnose_restores_a_model_it_cannot_copy():
+    # a non-leaf tensor in an attribute makes deepcopy fail; diagnose then works on the original and restores it
+    class ScaledKernel(ConvPair):
+        def __init__(self):
+            super().__init__()
+            self.kernel = torch.randn(1, 1, 3, 3, requires_grad=True) * 0.5  # not a leaf
+            self.norm = nn.BatchNorm2d(2)  # its running statistics change on every forward pass in training mode
+
+        def forward(self, x):
+            return self.second(self.norm(self.first(F.conv2d(x, self.kernel, padding=1))))
+
+    torch.manual_seed(0)
+    model = ScaledKernel()
+    with pytest.raises(RuntimeError):
+        copy.deepcopy(model)
+    model(batch()).sum().backward()
+    before = _state(model)
+    kernel_before = model.kernel.detach().clone()
+    report = diagnose(model, batch())
+    assert report.problems == {"kernel": "not_registered"}, str(report)
+    assert _same(before, _state(model)) and torch.equal(model.kernel, kernel_before)
+
+
+def test_diagnose_rejects_what_is_not_a_model():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        diagnose(lambda x: x, batch())
+    with pytest.raises(TypeError, match="loss_fn must be callable"):
+        diagnose(nn.Conv2d(1, 1, 3), batch(), loss_fn=3)
+
+
+def test_diagnosis_text_explains_each_cause():
+    report = Diagnosis(problems={"w": "zero"}, details={"w": "a dead ReLU"}, checked=["w", "b"])
+    text = str(report)
+    assert "1 of 2 parameters" in text and "w: zero (a dead ReLU)" in text and "Healthy: b." in text
+    assert set(CAUSES) == {"not_registered", "frozen", "unused", "detached", "no_grad", "non_differentiable",
+                           "nonfinite", "zero", "bad_backward"}
