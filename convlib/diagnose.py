@@ -129,10 +129,13 @@ class Diagnosis:
                     f"that agrees with finite differences.")
         if self.problems:
             lines.append(f"{len(self.problems)} of {len(self.checked)} parameters have a problem:")
+            groups: dict[tuple[str, str], list[str]] = {}  # same cause, same evidence: one entry
             for name, code in self.problems.items():
+                groups.setdefault((code, self.details.get(name, "")), []).append(name)
+            for (code, evidence), names in groups.items():
                 meaning, fix = CAUSES[code]
-                evidence = f" ({self.details[name]})" if self.details.get(name) else ""
-                lines.append(f"- {name}: {code}{evidence}: {meaning}.\n  Fix: {fix}.")
+                evidence = f" ({evidence})" if evidence else ""
+                lines.append(f"- {', '.join(names)}: {code}{evidence}: {meaning}.\n  Fix: {fix}.")
         if self.undecided:
             lines.append("Could not decide:")
             lines.extend(f"- {name}: {why}" for name, why in self.undecided.items())

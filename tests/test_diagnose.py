@@ -205,6 +205,18 @@ class WrongShapeGradient(torch.autograd.Function):  # 8: weight gradient of the 
         return torch.nn.grad.conv2d_input(x.shape, w, grad_out), grad_w.transpose(0, 1)
 
 
+class NoWeightGradient(torch.autograd.Function):  # 8: None for an input that needs a gradient
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return F.conv2d(x, w)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w = ctx.saved_tensors
+        return torch.nn.grad.conv2d_input(x.shape, w, grad_out), None
+
+
 class CustomConvPair(ConvPair):
     function = FlipForgotten
 
@@ -222,6 +234,10 @@ class CountPair(CustomConvPair):
 
 class ShapePair(CustomConvPair):
     function = WrongShapeGradient
+
+
+class NonePair(CustomConvPair):
+    function = NoWeightGradient
 
 
 class FrozenFirst(ConvPair):  # 10
@@ -294,6 +310,7 @@ CATALOGUE = {
                                             "second.weight": "bad_backward"}),
     "custom-backward-wrong-shape": (ShapePair, {"first.weight": "bad_backward", "first.bias": "bad_backward",
                                                 "second.weight": "bad_backward"}),
+    "custom-backward-returns-none": (NonePair, {"second.weight": "bad_backward"}),
     "frozen": (FrozenFirst, {"first.weight": "frozen"}),
     # nothing passes the dead layer, so the next layer's weight gets zero too
     "dead-relu": (DeadReLU, {"first.weight": "zero", "first.bias": "zero", "second.weight": "zero"}),
@@ -314,7 +331,7 @@ def _input_for(model: nn.Module) -> torch.Tensor:
 def _symptom(name: str, model: nn.Module, x: torch.Tensor, expected: dict[str, str]) -> None:
     """Assert the symptom a learner sees for this entry, on the model itself."""
     codes = set(expected.values())
-    if codes <= {"bad_backward"} and name != "custom-backward-flip-forgotten":
+    if name in ("custom-backward-too-few", "custom-backward-wrong-shape"):
         with pytest.raises(RuntimeError, match="incorrect number of gradients|invalid gradient"):
             model(x).sum().backward()
         return
@@ -330,6 +347,8 @@ def _symptom(name: str, model: nn.Module, x: torch.Tensor, expected: dict[str, s
             assert grads[param] is not None and torch.count_nonzero(grads[param]) == 0, f"{param}: {grads[param]}"
         elif code == "nonfinite":
             assert not torch.isfinite(grads[param]).all(), f"{param}.grad is finite"
+        elif code == "bad_backward" and name == "custom-backward-returns-none":
+            assert grads[param] is None, f"{param}.grad is {grads[param]}"
         elif code == "bad_backward":
             reference = copy.deepcopy(model)
             reference.function = None
@@ -349,7 +368,8 @@ def test_diagnose_names_the_cause_of_each_catalogue_entry(name):
     assert report.problems == expected, str(report)
     text = str(report)
     for param, code in expected.items():
-        assert f"{param}: {code}" in text and CAUSES[code][1] in text
+        line = next(line for line in text.splitlines() if line.startswith("- ") and param in line.split(":")[0])
+        assert f": {code}" in line and CAUSES[code][1] in text
 
 
 def test_diagnose_says_which_operation_cut_or_broke_the_path():
