@@ -10,7 +10,7 @@ highlight with the same index arithmetic as ``convlib.loops``.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.patches import Rectangle
@@ -19,6 +19,9 @@ from ._figure import Figure
 
 from ._shapes import IntPair, Padding, as_pair, conv_geometry
 from .scalar import Value
+
+if TYPE_CHECKING:  # plot must not import torch: the early chapters do not need it
+    import torch
 
 __all__ = [
     "Figure",
@@ -33,6 +36,7 @@ __all__ = [
     "zero_insertion",
     "grouped_weight_matrix",
     "finite_difference_error",
+    "autograd_graph",
 ]
 
 # One palette for the whole book, readable in grey-scale print too.
@@ -40,6 +44,9 @@ PAD_COLOR = "#e8e8e8"
 READ_COLOR = "#f4a259"
 OUT_COLOR = "#5b8e7d"
 EDGE_COLOR = "#555555"
+# Node colours of the graph drawings, shared with ``Value.draw``: leaves blue, operations orange.
+LEAF_FILL, LEAF_EDGE = "#dceaf7", "#2f5f8f"
+OP_FILL, OP_EDGE = "#fdebd3", "#b8741a"
 
 
 def _draw_grid(ax, values: np.ndarray | None, shape: tuple[int, int], colors: Mapping[tuple[int, int], str],
@@ -425,3 +432,163 @@ def finite_difference_error(eps: Sequence[float], errors: Mapping[str, Sequence[
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _backward_nodes(root_fn: Any) -> tuple[list[Any], dict[int, list[Any]]]:
+    """Every node reachable from ``root_fn`` through ``next_functions``, in topological order.
+
+    Returns the nodes (each once, however many paths reach it) with the root
+    first and every node before the nodes it sends gradients to, and for each
+    node (by id) its children in ``next_functions`` order, None entries dropped.
+    """
+    children: dict[int, list[Any]] = {}
+    postorder: list[Any] = []
+    stack: list[tuple[Any, bool]] = [(root_fn, False)]
+    while stack:  # iterative depth-first search: deep graphs do not hit the recursion limit
+        fn, expanded = stack.pop()
+        if expanded:
+            postorder.append(fn)
+            continue
+        if id(fn) in children:
+            continue
+        children[id(fn)] = [f for f, _ in fn.next_functions if f is not None]
+        stack.append((fn, True))
+        stack.extend((f, False) for f in reversed(children[id(fn)]) if id(f) not in children)
+    return postorder[::-1], children
+
+
+def autograd_graph(
+    tensor: "torch.Tensor",
+    names: Mapping["torch.Tensor", str] | None = None,
+    title: str = "",
+    ax: Any = None,
+) -> Figure:
+    r"""The backward graph that autograd recorded for ``tensor``, read from ``grad_fn.next_functions``.
+
+    The tensor is the green box at the top. Below it, each backward node is a
+    box named after its class (``MulBackward0``, ``AccumulateGrad``...), with
+    an arrow down to each node it passes a gradient to: gradients flow down the
+    page. Nodes of a custom ``torch.autograd.Function`` are orange. Leaves
+    appear as ``AccumulateGrad`` nodes (blue), the step that adds the gradient
+    into ``.grad``, labelled with the leaf's name in ``names`` (or "leaf") and
+    its shape. A non-leaf tensor in ``names`` labels the node that produced it.
+    Inputs that do not require a gradient have no node and no arrow.
+
+    Args:
+        tensor: a tensor with a ``grad_fn`` (the result of recorded operations).
+        names: optional {tensor: name} for leaves and intermediate tensors.
+        title: written above the graph.
+        ax: axes to draw into; without it a figure is sized to fit the graph.
+
+    Returns:
+        The figure holding the drawing.
+
+    >>> import torch
+    >>> x = torch.ones(3, requires_grad=True)
+    >>> fig = autograd_graph((2 * x).sum(), {x: "x"})
+    >>> sorted(t.get_text() for t in fig.axes[0].texts)
+    ['AccumulateGrad\nx (3,)', 'MulBackward0', 'SumBackward0', 'output ()']
+    """
+    import torch
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.grad_fn is None:
+        kind = "a leaf" if tensor.requires_grad else "a tensor that autograd did not record"
+        raise ValueError(f"tensor has no grad_fn ({kind}): there is no backward graph to draw")
+    names = dict(names or {})
+    # Look tensors up by identity: == on tensors compares values, elementwise.
+    leaf_name = {id(t): n for t, n in names.items() if t.grad_fn is None}
+    made_by = {id(t.grad_fn): n for t, n in names.items() if t.grad_fn is not None and t is not tensor}
+    own_name = next((n for t, n in names.items() if t is tensor), "output")
+
+    def shape(t: Any) -> str:
+        return str(tuple(t.shape))
+
+    nodes, children = _backward_nodes(tensor.grad_fn)
+    root = "output"
+    label = {root: f"{own_name} {shape(tensor)}"}
+    kind = {root: "output"}
+    for fn in nodes:
+        key = id(fn)
+        cls = type(fn).__name__
+        if hasattr(fn, "variable"):  # AccumulateGrad holds the leaf it accumulates into
+            label[key] = f"{cls}\n{leaf_name.get(id(fn.variable), 'leaf')} {shape(fn.variable)}"
+            kind[key] = "leaf"
+        else:
+            label[key] = cls + (f"\ngives {made_by[key]}" if key in made_by else "")
+            kind[key] = "custom" if isinstance(fn, torch.autograd.function.BackwardCFunction) else "op"
+    edges = [(root, id(tensor.grad_fn))] + [(id(fn), id(c)) for fn in nodes for c in children[id(fn)]]
+
+    # Row = longest path from the tensor, so every arrow points down.
+    depth = {root: 0}
+    for fn in nodes:  # topological order: all of a node's senders come before it
+        depth.setdefault(id(fn), 1)
+        for c in children[id(fn)]:
+            depth[id(c)] = max(depth.get(id(c), 0), depth[id(fn)] + 1)
+    senders: dict[Any, list[Any]] = {}
+    first_seen: dict[Any, int] = {root: 0}
+    for a, b in edges:
+        senders.setdefault(b, []).append(a)
+        first_seen.setdefault(b, len(first_seen))  # inputs left to right in the order of the call
+
+    # Geometry in inches (axes fill the figure), so monospace text fits its box.
+    font, char_w, line_h = 8.5, 0.6 * 8.5 / 72, 0.17
+    lines = max(text.count("\n") + 1 for text in label.values())
+    box_w = max(len(part) for text in label.values() for part in text.split("\n")) * char_w + 0.3
+    box_h = lines * line_h + 0.16
+    step_x, step_y = box_w + 0.3, box_h + 0.45
+    n_rows = max(depth.values()) + 1
+
+    # Each node as near as possible below the mean position of the nodes that send to it,
+    # then pushed apart to avoid overlaps and re-centred (as Value.draw does).
+    x: dict[Any, float] = {}
+    for d in range(n_rows):
+        row = sorted((k for k in label if depth[k] == d), key=lambda k: first_seen[k])
+        wish = {k: sum(x[s] for s in senders[k]) / len(senders[k]) if k in senders else 0.0 for k in row}
+        row.sort(key=lambda k: wish[k])  # stable: ties keep the order of the call
+        for i, k in enumerate(row):
+            x[k] = wish[k] if i == 0 else max(wish[k], x[row[i - 1]] + step_x)
+        shift = sum(wish[k] - x[k] for k in row) / len(row)
+        for k in row:
+            x[k] += shift
+    left = min(x.values()) - box_w / 2 - 0.25
+    width = max(x.values()) + box_w / 2 + 0.25 - left
+    y_of = {d: -d * step_y for d in range(n_rows)}
+    legend_h, title_h = 0.45, (0.4 if title else 0.0)
+    top = box_h / 2 + 0.2 + title_h
+    bottom = y_of[n_rows - 1] - box_h / 2 - 0.2 - legend_h
+    if ax is None:
+        from ._figure import Figure as _Figure  # shows itself as a PNG in a notebook
+
+        ax = _Figure(figsize=(width, top - bottom)).add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(left, left + width)
+    ax.set_ylim(bottom, top)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    style = {"output": ("#dcebe5", OUT_COLOR), "op": ("#ffffff", LEAF_EDGE),
+             "custom": (OP_FILL, OP_EDGE), "leaf": (LEAF_FILL, LEAF_EDGE)}
+    for k in label:
+        fc, ec = style[kind[k]]
+        x0, y0 = x[k], y_of[depth[k]]
+        ax.add_patch(FancyBboxPatch((x0 - box_w / 2, y0 - box_h / 2), box_w, box_h, zorder=3,
+                                    boxstyle="round,pad=0,rounding_size=0.08", fc=fc, ec=ec, lw=1.2))
+        ax.text(x0, y0, label[k], ha="center", va="center", family="monospace", fontsize=font, zorder=4,
+                linespacing=1.3)
+    drawn: dict[tuple[Any, Any], int] = {}
+    for a, b in edges:
+        # a node that receives from the same sender twice (x * x) gets a second, curved arrow
+        k = drawn[(a, b)] = drawn.get((a, b), -1) + 1
+        ax.add_patch(FancyArrowPatch((x[a], y_of[depth[a]] - box_h / 2), (x[b], y_of[depth[b]] + box_h / 2),
+                                     connectionstyle=f"arc3,rad={0.3 * k * (-1) ** k}", arrowstyle="-|>",
+                                     mutation_scale=11, color=EDGE_COLOR, lw=1.0, shrinkA=0, shrinkB=0,
+                                     zorder=2))
+    present = [kd for kd in ("output", "custom", "op", "leaf") if kd in kind.values()]
+    words = {"output": "the tensor", "custom": "custom Function", "op": "built-in operation",
+             "leaf": "leaf: adds into .grad"}
+    ax.legend(handles=[Patch(fc=style[kd][0], ec=style[kd][1], label=words[kd]) for kd in present],
+              loc="lower center", ncol=min(len(present), 2), fontsize=7.5, frameon=False, borderaxespad=0.1)
+    if title:
+        ax.text(left + width / 2, top - 0.1, title, ha="center", va="top", fontsize=10)
+    return ax.figure

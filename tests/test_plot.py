@@ -108,3 +108,74 @@ def test_figures_display_as_png():
     fig = plot.array_row([np.eye(2)], ["I"])
     assert fig._repr_png_().startswith(b"\x89PNG")
     assert convlib.Value(1.0).draw()._repr_png_().startswith(b"\x89PNG")
+
+
+def _boxes(ax):
+    from matplotlib.patches import FancyBboxPatch
+
+    return [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+
+
+def _arrows(ax):
+    from matplotlib.patches import FancyArrowPatch
+
+    return [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+
+
+def test_autograd_graph_draws_each_node_once_and_each_edge():
+    import torch
+
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    y = (x * x + x.sin()).sum()  # x reaches the loss along three paths; MulBackward0 receives x twice
+    # an independent walk: distinct nodes and (sender, receiver) pairs with repeats
+    seen, edges, todo = {}, 0, [y.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen[id(fn)] = type(fn).__name__
+        nxt = [f for f, _ in fn.next_functions if f is not None]
+        edges += len(nxt)
+        todo.extend(nxt)
+    ax = plot.autograd_graph(y, {x: "x"}).axes[0]
+    labels = [t.get_text().split("\n")[0].split(" ")[0] for t in ax.texts]  # class names, and "output"
+    assert sorted(labels) == sorted(["output"] + list(seen.values()))
+    assert labels.count("AccumulateGrad") == 1  # one leaf, drawn once however often it is used
+    assert len(_boxes(ax)) == len(seen) + 1
+    assert len(_arrows(ax)) == edges + 1  # plus the arrow from the tensor to its grad_fn
+
+
+def test_autograd_graph_marks_custom_function_and_names_leaves():
+    import torch
+    from matplotlib.colors import to_rgba
+
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64)  # no gradient wanted: no node for x
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    out = convlib.Conv2dFunction.apply(x, w, b, 1, 0, 1, 1)
+    ax = plot.autograd_graph(out.relu().sum(), {w: "weight", b: "bias", out: "out"}).axes[0]
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == ["AccumulateGrad\nbias (3,)", "AccumulateGrad\nweight (3, 2, 3, 3)",
+                     "Conv2dFunctionBackward\ngives out", "ReluBackward0", "SumBackward0", "output ()"]
+    fill = {t.get_text(): box.get_facecolor() for t, box in zip(ax.texts, _boxes(ax))}
+    assert fill["Conv2dFunctionBackward\ngives out"] == to_rgba(plot.OP_FILL)
+    assert fill["AccumulateGrad\nbias (3,)"] == to_rgba(plot.LEAF_FILL)
+    assert fill["ReluBackward0"] != to_rgba(plot.OP_FILL)
+
+
+def test_autograd_graph_without_grad_fn_raises():
+    import torch
+
+    with pytest.raises(ValueError, match=r"tensor has no grad_fn \(a leaf\)"):
+        plot.autograd_graph(torch.ones(2, requires_grad=True))
+    with pytest.raises(ValueError, match=r"did not record"):
+        plot.autograd_graph(torch.ones(2) * 2)
+    with pytest.raises(TypeError, match=r"tensor must be a torch.Tensor, got ndarray"):
+        plot.autograd_graph(np.ones(2))
+
+
+def test_autograd_graph_displays_as_png():
+    import torch
+
+    x = torch.ones(2, requires_grad=True)
+    assert plot.autograd_graph((x * 3).sum(), title="t")._repr_png_().startswith(b"\x89PNG")
