@@ -50,8 +50,8 @@ __all__ = [
 _LAZY = {
     "Conv2dFunction": ".torch_layer",
     "Conv2d": ".torch_layer",
-    "diagnose": ".diagnose",
-    "Diagnosis": ".diagnose",
+    "diagnose": ".diagnosis",
+    "Diagnosis": ".diagnosis",
     "plot": ".plot",
 }
 

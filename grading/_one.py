@@ -18,10 +18,15 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 TIMEOUT_NAMES = {"CellTimeoutError", "KeyboardInterrupt"}
 DEAD_KERNEL_SIGNS = ("DeadKernelError", "Kernel died", "kernel died", "Kernel didn't respond")
+# A kernel that dies or hangs before its first reply has run none of the student's code
+# (a busy machine, a port taken by another lane's kernel): start it again, a few times.
+STARTUP_FAILURE_SIGNS = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+STARTUP_ATTEMPTS = 3
 
 
 def _config(lane: Path):
@@ -66,12 +71,23 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
     from nbgrader.api import Gradebook, MissingEntry
 
     api = _api(lane)
-    result = api.autograde(assignment, student, force=True, create=True)
-    log = (result.get("log") or "") + (result.get("error") or "")
+    log = ""
+    for attempt in range(1, STARTUP_ATTEMPTS + 1):
+        result = api.autograde(assignment, student, force=True, create=True)
+        this_log = (result.get("log") or "") + (result.get("error") or "")
+        log += this_log
+        kernel_never_started = any(sign in this_log for sign in STARTUP_FAILURE_SIGNS)
+        if result["success"] or not kernel_never_started or attempt == STARTUP_ATTEMPTS:
+            break
+        log += f"\n[grading] the kernel failed to start (attempt {attempt} of {STARTUP_ATTEMPTS}); starting again\n"
+        time.sleep(attempt)
     (lane / "logs").mkdir(exist_ok=True)
     (lane / "logs" / f"{student}.log").write_text(log)
     autograded = sorted((lane / "autograded" / student / assignment).glob("*.ipynb"))
     if not result["success"] or not autograded:
+        if kernel_never_started:
+            return {"status": "crashed", "detail": f"the Python kernel failed to start ({STARTUP_ATTEMPTS} attempts); "
+                                                   "not caused by the notebook: grade it again"}
         if any(sign in log for sign in DEAD_KERNEL_SIGNS):
             return {"status": "crashed", "detail": "the Python kernel died while running the notebook"}
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["nbgrader could not grade it"]

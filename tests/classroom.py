@@ -60,9 +60,11 @@ def write(folder: Path, student: str, assignment: str, nb: nbformat.NotebookNode
     (target / f"{assignment}.ipynb").write_text(text)
 
 
-def grade(assignment: str, submissions: Path, out: Path, *args: str) -> dict[str, dict[str, str]]:
+def grade(assignment: str, submissions: Path, out: Path, *args: str,
+          extra_env: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
     """Run the instructor's command; return grades.csv as {student_id: row}."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               **(extra_env or {}))
     result = subprocess.run(
         [sys.executable, "-m", "grading", "autograde", assignment, str(submissions), "--out", str(out), *args],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import convlib
-from convlib.diagnose import CAUSES, Diagnosis, diagnose
+from convlib.diagnosis import CAUSES, Diagnosis, diagnose
 
 
 def batch(seed: int = 0, shape=(2, 1, 6, 6)) -> torch.Tensor:
@@ -540,3 +540,15 @@ def test_diagnosis_text_explains_each_cause():
     assert "1 of 2 parameters" in text and "w: zero (a dead ReLU)" in text and "Healthy: b." in text
     assert set(CAUSES) == {"not_registered", "frozen", "unused", "detached", "no_grad", "non_differentiable",
                            "nonfinite", "zero", "bad_backward"}
+
+
+def test_convlib_diagnose_is_the_function_even_after_its_module_is_imported():
+    # Importing a submodule sets it as an attribute of the package; a module
+    # named like the function would then shadow `convlib.diagnose`.
+    import importlib
+
+    import convlib
+
+    importlib.import_module("convlib.diagnosis")
+    assert callable(convlib.diagnose) and convlib.diagnose is diagnose
+    assert convlib.Diagnosis is Diagnosis

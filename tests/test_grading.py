@@ -7,6 +7,7 @@ identical (parallel equals serial, re-running gives the same result).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import zipfile
@@ -147,3 +148,36 @@ def test_grading_writes_gradebook_histogram_and_placeholders(graded):
     crashed = (out / "feedback" / "exits" / f"{ASSIGNMENT}.html").read_text()
     assert "kernel died" in crashed
     assert not (out / ".work").exists(), "lane folders are cleaned up"
+
+
+# Loaded by every Python process started with this folder on PYTHONPATH; only the grading
+# kernels act on it: the first FAILS of them exit before they reply to the grader.
+FAILING_KERNEL_SITE = '''
+import os, sys
+if "grading._kernel" in sys.orig_argv:
+    counter = os.environ["KERNEL_STARTS_FILE"]
+    with open(counter, "a+") as f:
+        f.seek(0)
+        starts = len(f.read())
+        f.write("x")
+    if starts < int(os.environ["KERNEL_FAILS"]):
+        os._exit(1)
+'''
+
+
+@pytest.mark.parametrize("fails, expected", [(2, (11, "graded")), (3, (0, "crashed"))])
+def test_grading_starts_a_kernel_again_when_it_dies_before_running_anything(tmp_path, fails, expected):
+    # A kernel that dies before its first reply ran none of the student's code (a busy machine,
+    # a port taken by another kernel): the grader tries up to three times before calling it a crash.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAILING_KERNEL_SITE)
+    folder = tmp_path / "submissions"
+    cr.write(folder, "perfect", ASSIGNMENT, cr.fill(cr.release(ASSIGNMENT), cr.solution_sources(ASSIGNMENT)))
+    pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    rows = cr.grade(ASSIGNMENT, folder, tmp_path / "out", "--jobs", "1", extra_env={
+        "PYTHONPATH": pythonpath, "KERNEL_STARTS_FILE": str(tmp_path / "starts"), "KERNEL_FAILS": str(fails)})
+    assert (float(rows["perfect"]["score"]), rows["perfect"]["status"]) == expected
+    assert len((tmp_path / "starts").read_text()) == min(fails + 1, 3), "kernel starts"
+    if expected[1] == "crashed":
+        assert "failed to start" in rows["perfect"]["detail"]

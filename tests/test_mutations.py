@@ -122,7 +122,9 @@ def test_classic_mistakes_lose_points_through_the_grader(module, tmp_path):
     assert cr.score(rows, "reference") == (full, "graded")
     survivors = {name: rows[name]["score"] for name in module.GRADED if float(rows[name]["score"]) >= full}
     assert not survivors, f"{assignment}: these mistakes still score full marks: {survivors}"
-    assert all(rows[name]["status"] == "graded" for name in module.GRADED), rows
+    ungraded = {name: (rows[name]["status"], rows[name]["detail"]) for name in module.GRADED
+                if rows[name]["status"] != "graded"}
+    assert not ungraded, f"{assignment}: not graded: {ungraded}"
     for name, message in getattr(module, "MESSAGES", {}).items():
         if name in module.GRADED:
             page = html.unescape((tmp_path / "out" / "feedback" / name / f"{assignment}.html").read_text())
