@@ -37,6 +37,10 @@ __all__ = [
     "grouped_weight_matrix",
     "finite_difference_error",
     "autograd_graph",
+    "loss_curves",
+    "confusion_matrix",
+    "filter_grid",
+    "image_row",
 ]
 
 # One palette for the whole book, readable in grey-scale print too.
@@ -592,3 +596,236 @@ def autograd_graph(
     if title:
         ax.text(left + width / 2, top - 0.1, title, ha="center", va="top", fontsize=10)
     return ax.figure
+
+
+# Line styles for curves that are expected to coincide: each stays visible on top of the others.
+_CURVE_STYLES = [(LEAF_EDGE, "-", 2.2), (READ_COLOR, "--", 1.4), (OUT_COLOR, ":", 1.4), ("#7a1f1f", "-.", 1.2)]
+
+
+def _as_curve(values: Sequence[float], name: str) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape {v.shape}")
+    return v
+
+
+def loss_curves(
+    losses: Mapping[str, Sequence[float]],
+    differences: Mapping[str, Sequence[float]] | None = None,
+    steps_per_epoch: int | None = None,
+    tolerance: float | None = None,
+    title: str = "",
+    ylim: tuple[float, float] | None = None,
+) -> Figure:
+    """Training loss per step, one line per network; optionally their differences on a log scale.
+
+    Left panel: each entry of ``losses`` is one line (solid, dashed, dotted...,
+    so that curves lying on top of each other all stay visible); NaN entries
+    are left out (a run that stopped early). Right panel, when ``differences``
+    is given: each entry on a logarithmic axis (zeros drawn at 1e-17), with
+    ``tolerance`` as a horizontal line. A difference curve holds one value per
+    step, or one per block of equal steps (such as the largest difference in
+    each epoch), drawn at the end of its block. With ``steps_per_epoch`` the
+    horizontal axes count epochs instead of steps.
+
+    Args:
+        losses: {label: loss per step}, all of one length.
+        differences: {label: non-negative differences}, each of a length that divides the number of steps.
+        steps_per_epoch: optimisation steps in one epoch.
+        tolerance: drawn as a horizontal line on the differences panel.
+        title: the figure's title.
+        ylim: (bottom, top) of the loss axis; by default it fits every curve.
+
+    Returns:
+        The figure: one axes, or two with ``differences``.
+
+    >>> fig = loss_curves({"a": [2.0, 1.0, 0.5, 0.4], "b": [2.0, 1.0, 0.5, 0.4]}, {"max |a - b|": [1e-7, 2e-7]})
+    >>> [len(ax.get_lines()) for ax in fig.axes], fig.axes[1].get_lines()[0].get_xdata().tolist()
+    ([2, 1], [2.0, 4.0])
+    """
+    curves = {label: _as_curve(v, f"losses[{label!r}]") for label, v in losses.items()}
+    diffs = {label: _as_curve(v, f"differences[{label!r}]") for label, v in (differences or {}).items()}
+    if not curves:
+        raise ValueError("losses must hold at least one curve")
+    lengths = {v.size for v in curves.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"every loss curve must have one value per step; got lengths {sorted(lengths)}")
+    n = lengths.pop()
+    for label, v in diffs.items():
+        if n % v.size:
+            raise ValueError(f"differences[{label!r}] has {v.size} values, which do not split the {n} steps "
+                             f"into equal blocks")
+        if np.any(v < 0):
+            raise ValueError(f"differences[{label!r}] must be non-negative (absolute or relative differences)")
+    if steps_per_epoch is not None and steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+    per = steps_per_epoch or 1
+    xlabel = "epoch" if steps_per_epoch else "step"
+
+    fig = Figure(figsize=(10.0 if diffs else 6.0, 3.8))
+    axes = fig.subplots(1, 2 if diffs else 1, squeeze=False)[0]
+    for k, (label, v) in enumerate(curves.items()):
+        color, style, width = _CURVE_STYLES[k % len(_CURVE_STYLES)]
+        axes[0].plot(np.arange(1, n + 1) / per, v, style, color=color, lw=width, label=label)
+    axes[0].set_xlabel(xlabel)
+    axes[0].set_ylabel("training loss (one batch)")
+    axes[0].set_title("loss per step", fontsize=10)
+    if ylim is not None:
+        axes[0].set_ylim(*ylim)
+    axes[0].legend(fontsize=8)
+    axes[0].grid(True, alpha=0.3)
+    if diffs:
+        ax = axes[1]
+        for k, (label, v) in enumerate(diffs.items()):
+            color, style, width = _CURVE_STYLES[k % len(_CURVE_STYLES)]
+            block = n // v.size
+            marker = "o" if block > 1 else None  # a few points: show where the values are
+            ax.semilogy(np.arange(1, v.size + 1) * block / per, np.maximum(v, 1e-17), style, color=color,
+                        lw=min(width, 1.6), marker=marker, markersize=4, label=label)
+        if tolerance is not None:
+            ax.axhline(tolerance, color=EDGE_COLOR, lw=1.0, label=f"tolerance {tolerance:g}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("difference of the losses")
+        ax.set_title("how far apart the curves are", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(true: Sequence[int], predicted: Sequence[int], n_classes: int | None = None,
+                     title: str = "") -> Figure:
+    """Counts of (true class, predicted class) pairs as a grid of coloured cells with the counts written in.
+
+    Rows are the true classes, columns the predicted ones: the diagonal holds the
+    correct answers, every other non-zero cell one kind of mistake. Every
+    diagonal cell and every non-zero cell shows its count (row by row); empty
+    off-diagonal cells stay blank. The default title gives the number correct.
+
+    Args:
+        true: the correct class of each example, integers in [0, n_classes).
+        predicted: the predicted class of each example, same length.
+        n_classes: the number of classes (default: one more than the largest label).
+        title: replaces the default title.
+
+    Returns:
+        The figure, with one axes.
+
+    >>> fig = confusion_matrix([0, 1, 1], [0, 1, 0])
+    >>> fig.axes[0].get_title(), [t.get_text() for t in fig.axes[0].texts]
+    ('2 of 3 correct', ['1', '1', '1'])
+    """
+    t = np.asarray(true)
+    p = np.asarray(predicted)
+    if t.ndim != 1 or t.shape != p.shape:
+        raise ValueError(f"true and predicted must be 1-D and of one length, got shapes {t.shape} and {p.shape}")
+    if t.size and not (np.issubdtype(t.dtype, np.integer) and np.issubdtype(p.dtype, np.integer)):
+        raise TypeError(f"true and predicted must hold integer class labels, got {t.dtype} and {p.dtype}")
+    k = int(n_classes) if n_classes is not None else int(max(t.max(initial=-1), p.max(initial=-1))) + 1
+    if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= k):
+        raise ValueError(f"labels must lie in [0, {k}), got values from {min(t.min(), p.min())} "
+                         f"to {max(t.max(), p.max())}")
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (t, p), 1)
+    fig = Figure(figsize=(0.45 * k + 1.6, 0.45 * k + 1.4))
+    ax = fig.add_subplot()
+    ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(counts.max(), 1) * 1.25)
+    for r in range(k):
+        for c in range(k):
+            if counts[r, c] or r == c:
+                # mistakes in dark red, so they stand out from the diagonal
+                ax.text(c, r, str(counts[r, c]), ha="center", va="center", fontsize=8,
+                        color="black" if r == c else "#7a1f1f", fontweight="normal" if r == c else "bold")
+    ax.set_xticks(range(k), [str(c) for c in range(k)], fontsize=8)
+    ax.set_yticks(range(k), [str(r) for r in range(k)], fontsize=8)
+    ax.set_xlabel("predicted class", fontsize=9)
+    ax.set_ylabel("true class", fontsize=9)
+    ax.tick_params(length=0)
+    ax.set_title(title or f"{int(np.trace(counts))} of {t.size} correct", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def filter_grid(w: np.ndarray, title: str = "", ncols: int = 8) -> Figure:
+    """Every 2-D slice ``w[o, c]`` of a convolution weight as a small image, on one shared colour scale.
+
+    The colour scale is symmetric around zero (blue negative, red positive,
+    white zero) and shared by all filters, so they can be compared. Each image
+    is titled with its output channel (and input channel when there are
+    several).
+
+    Args:
+        w: (C_out, C_in, KH, KW) weights.
+        title: the figure's title.
+        ncols: images per row.
+
+    Returns:
+        The figure: C_out * C_in image axes and a colour bar.
+
+    >>> fig = filter_grid(np.arange(18.0).reshape(2, 1, 3, 3) - 9)
+    >>> [ax.get_title() for ax in fig.axes[:2]]
+    ['filter 0', 'filter 1']
+    """
+    w = np.asarray(w, dtype=float)
+    if w.ndim != 4:
+        raise ValueError(f"w must have shape (C_out, C_in, KH, KW), got shape {w.shape}")
+    if ncols < 1:
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    c_out, c_in = w.shape[:2]
+    n = c_out * c_in
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    limit = max(float(np.abs(w).max()), 1e-12)
+    fig = Figure(figsize=(1.15 * cols + 1.0, 1.25 * rows + (0.5 if title else 0.2)))
+    grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [0.12])
+    image = None
+    for k in range(n):
+        o, c = divmod(k, c_in)
+        ax = fig.add_subplot(grid[k // cols, k % cols])
+        image = ax.imshow(w[o, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"filter {o}" if c_in == 1 else f"filter {o}, channel {c}", fontsize=8)
+    fig.colorbar(image, cax=fig.add_subplot(grid[:, cols]))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def image_row(images: np.ndarray, titles: Sequence[str], title: str = "", cmap: str = "gray_r") -> Figure:
+    """Small grey-scale images side by side, each with its own title (e.g. a digit and its label).
+
+    Args:
+        images: (count, H, W) array, or (count, 1, H, W).
+        titles: one title per image.
+        title: the figure's title.
+        cmap: a matplotlib colormap name; the default draws high values dark, like ink.
+
+    Returns:
+        The figure: one axes per image.
+
+    >>> fig = image_row(np.zeros((2, 8, 8)), ["true 3", "true 5"])
+    >>> [ax.get_title() for ax in fig.axes]
+    ['true 3', 'true 5']
+    """
+    a = np.asarray(images, dtype=float)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3 or a.shape[0] == 0:
+        raise ValueError(f"images must have shape (count, H, W) or (count, 1, H, W) with count >= 1, got {np.shape(images)}")
+    if len(titles) != a.shape[0]:
+        raise ValueError(f"titles must have one entry per image ({a.shape[0]}), got {len(titles)}")
+    fig = Figure(figsize=(1.3 * a.shape[0] + 0.2, 1.75 + (0.3 if title else 0.0)))
+    axes = fig.subplots(1, a.shape[0], squeeze=False)[0]
+    low, high = float(a.min()), float(a.max())
+    for ax, img, text in zip(axes, a, titles):
+        ax.imshow(img, cmap=cmap, vmin=low, vmax=high if high > low else low + 1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(text, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

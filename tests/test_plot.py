@@ -179,3 +179,107 @@ def test_autograd_graph_displays_as_png():
 
     x = torch.ones(2, requires_grad=True)
     assert plot.autograd_graph((x * 3).sum(), title="t")._repr_png_().startswith(b"\x89PNG")
+
+
+def test_loss_curves_draws_one_line_per_curve_and_difference():
+    losses = {"convlib": [2.0, 1.5, 1.0, 0.8], "torch": [2.0, 1.5, 1.0, 0.75]}
+    diffs = {"|convlib - torch|": [0.0, 0.0, 0.0, 0.05], "other": [1e-7, 1e-6, 1e-5, 1e-4]}
+    fig = plot.loss_curves(losses, diffs, steps_per_epoch=2, tolerance=1e-2, title="t")
+    left, right = fig.axes
+    assert [line.get_label() for line in left.get_lines()] == ["convlib", "torch"]
+    # each curve drawn with its own values, against epochs (step / steps_per_epoch)
+    for line, values in zip(left.get_lines(), losses.values()):
+        assert line.get_ydata().tolist() == values
+        assert line.get_xdata().tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert left.get_xlabel() == "epoch"
+    assert right.get_yscale() == "log"
+    labels = [line.get_label() for line in right.get_lines()]
+    assert labels == ["|convlib - torch|", "other", "tolerance 0.01"]
+    # zeros cannot sit on a log axis: drawn at 1e-17, the rest unchanged
+    assert right.get_lines()[0].get_ydata().tolist() == [1e-17, 1e-17, 1e-17, 0.05]
+    assert list(right.get_lines()[2].get_ydata()) == [0.01, 0.01]
+    assert fig._suptitle.get_text() == "t"
+
+
+def test_loss_curves_without_differences_has_one_axes_in_steps():
+    fig = plot.loss_curves({"a": [1.0, 0.5, 0.25]})
+    assert len(fig.axes) == 1
+    assert fig.axes[0].get_xlabel() == "step"
+    assert fig.axes[0].get_lines()[0].get_xdata().tolist() == [1, 2, 3]
+
+
+def test_loss_curves_draws_block_differences_at_the_end_of_each_block():
+    fig = plot.loss_curves({"a": np.linspace(2, 1, 6)}, {"per epoch": [1e-6, 1e-4, 1e-5]}, steps_per_epoch=2,
+                           ylim=(0.5, 2.5))
+    line = fig.axes[1].get_lines()[0]
+    assert line.get_xdata().tolist() == [1.0, 2.0, 3.0]  # the end of epochs 1, 2, 3
+    assert line.get_ydata().tolist() == [1e-6, 1e-4, 1e-5]
+    assert fig.axes[0].get_ylim() == (0.5, 2.5)
+
+
+def test_loss_curves_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"one value per step; got lengths \[2, 3\]"):
+        plot.loss_curves({"a": [1.0, 2.0], "b": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match=r"must be non-negative"):
+        plot.loss_curves({"a": [1.0, 2.0]}, {"d": [0.1, -0.1]})
+    with pytest.raises(ValueError, match=r"3 values, which do not split the 4 steps"):
+        plot.loss_curves({"a": [1.0, 2.0, 3.0, 4.0]}, {"d": [0.1, 0.1, 0.1]})
+    with pytest.raises(ValueError, match=r"at least one curve"):
+        plot.loss_curves({})
+
+
+def test_confusion_matrix_writes_the_brute_force_counts():
+    rng = np.random.default_rng(90)
+    true = rng.integers(0, 4, size=60)
+    predicted = np.where(rng.random(60) < 0.7, true, rng.integers(0, 4, size=60))
+    expected = np.zeros((4, 4), dtype=int)
+    for t, p in zip(true, predicted):
+        expected[t, p] += 1
+    fig = plot.confusion_matrix(true, predicted, n_classes=4)
+    ax = fig.axes[0]
+    drawn = np.zeros((4, 4), dtype=int)
+    for text in ax.texts:
+        c, r = text.get_position()  # column = predicted class, row = true class
+        drawn[int(r), int(c)] = int(text.get_text())
+    assert drawn.tolist() == expected.tolist()
+    # every diagonal cell is written, off-diagonal cells only when non-zero
+    assert len(ax.texts) == 4 + np.count_nonzero(expected - np.diag(np.diag(expected)))
+    assert ax.get_title() == f"{np.trace(expected)} of 60 correct"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    assert ax.images[0].get_array().shape == (4, 4)
+
+
+def test_confusion_matrix_rejects_bad_labels():
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        plot.confusion_matrix([0, 1, 3], [0, 1, 2], n_classes=3)
+    with pytest.raises(ValueError, match=r"of one length"):
+        plot.confusion_matrix([0, 1], [0])
+    with pytest.raises(TypeError, match=r"integer class labels"):
+        plot.confusion_matrix([0.0, 1.0], [0.0, 1.0])
+
+
+def test_filter_grid_draws_every_filter_on_one_symmetric_scale():
+    rng = np.random.default_rng(91)
+    w = rng.standard_normal((5, 2, 3, 3))
+    fig = plot.filter_grid(w, title="filters", ncols=4)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 10  # one image per (output channel, input channel)
+    limit = np.abs(w).max()
+    for k, ax in enumerate(shown):
+        o, c = divmod(k, 2)
+        assert np.array_equal(ax.images[0].get_array(), w[o, c])
+        assert ax.images[0].get_clim() == (-limit, limit)
+        assert ax.get_title() == f"filter {o}, channel {c}"
+    assert len(fig.axes) == 11  # the images and the colour bar
+    with pytest.raises(ValueError, match=r"\(C_out, C_in, KH, KW\)"):
+        plot.filter_grid(w[0])
+
+
+def test_image_row_shows_each_image_with_its_title():
+    images = np.arange(3 * 8 * 8, dtype=float).reshape(3, 1, 8, 8)
+    fig = plot.image_row(images, ["a", "b", "c"])
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+    for ax, img in zip(fig.axes, images):
+        assert np.array_equal(ax.images[0].get_array(), img[0])
+    with pytest.raises(ValueError, match=r"one entry per image \(3\), got 2"):
+        plot.image_row(images, ["a", "b"])
