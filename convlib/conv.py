@@ -8,23 +8,31 @@ the one of ``torch.nn.grad.conv2d_input`` and ``conv2d_weight``.
 
 How the vectorization works, in three steps shared by all three functions:
 
-1. A *window view* (:func:`_windows`) looks at the padded input as an array of
-   shape ``(N, C_in, H_out, W_out, KH, KW)``: entry ``[n, c, p, q, i, j]`` is the
-   input pixel that kernel tap ``(i, j)`` meets when the window sits at output
-   position ``(p, q)``. It is a strided view: no data is copied.
-2. Reshaping that view into a matrix with one row per output pixel and one
-   column per (input channel, kernel tap) (the classic *im2col* matrix) turns
-   the convolution into one matrix product per group.
+1. Gather every input value each output pixel reads into the *im2col* matrix:
+   one row per (kernel tap, input channel), one column per output pixel of
+   every image. Each row is a shifted copy of the (padded) input, so building
+   the matrix is one slice copy per kernel tap (:func:`_im2col`).
+2. The forward pass is then one matrix product per group: weights
+   ``(C_out, KH*KW*C_in)`` times columns ``(KH*KW*C_in, N*H_out*W_out)``.
 3. The two gradients are the two other matrix products you can form from the
-   same three matrices; the input gradient then scatters each column back onto
-   the pixel it came from, accumulating where windows overlap.
+   same three matrices; the input gradient then adds each row of its product
+   back onto the pixels it was copied from (*col2im*), one slice per tap.
+
+The layout of the padded input makes those slices long contiguous runs rather
+than many short rows; the comment above :class:`_Layout` explains how ("wide
+rows", "one tall image" and stride "phases"). Scratch arrays are kept between
+calls, and work is reused across the calls of one training step: the comment
+above :class:`_Workspace` explains both.
 
 ``convlib.loops`` holds the same functions as plain loops: read those first.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+import math
+import threading
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -62,41 +70,196 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
     return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
-def _windows(xp: Array, geo: Geometry) -> Array:
-    """A read-only view of shape (N, C, H_out, W_out, KH, KW) over the padded input.
+# --- Layout: each kernel tap reads one contiguous run ---------------------------
+#
+# Wide rows. Flatten a zero-padded image row by row (width Wp). With stride 1,
+# output pixel (p, q) meets, at kernel tap (i, j), the flat element
+# (p * Wp + q) + (i * d_h * Wp + j * d_w). Number the output pixels
+# m = p * Wp + q, as if output rows were Wp long instead of W_out, and every
+# tap reads one contiguous run of the flat image, starting at
+# i * d_h * Wp + j * d_w. The extra "junk" pixels (columns W_out..Wp-1 of each
+# wide row, and rows H_out.. at the bottom) read across the image's edges;
+# the forward pass drops them, and the backward passes give them a zero upstream
+# gradient so that they add nothing.
+#
+# One tall image. Stacking all images, and all channels, one below the other
+# keeps this true: a tap reads one run of the whole stack, which also spans
+# every image and channel. So building a row of the im2col matrix, or adding it
+# back in col2im, is a single slice operation per kernel tap.
+#
+# Phases. With stride s, consecutive output pixels read every s-th input pixel.
+# Split the padded image into s_h * s_w phases, phase (a, b) holding the pixels
+# at rows a, a + s_h, ... and columns b, b + s_w, ... . Tap (i, j) then reads
+# only phase (i * d_h % s_h, j * d_w % s_w), at consecutive pixels of that phase
+# starting at row i * d_h // s_h and column j * d_w // s_w: a strided
+# convolution is a stride-1 convolution over the phases, each a stack as above.
+# With stride 1 there is one phase: the padded images themselves.
 
-    Moving one output row down moves ``stride`` input rows; moving one kernel
-    row down moves ``dilation`` input rows. Both are just strides in memory.
-    """
-    sN, sC, sH, sW = xp.strides
+
+class _Layout(NamedTuple):
+    """The phase-split copy of the padded input, shape (s_h, s_w, C_in, N, rows, width)."""
+
+    rows: int  # rows of one phase of one image
+    width: int  # its columns: the length of a wide output row
+    size: int  # elements of the flat copy, with spare zeros at the end for the last taps
+    starts: tuple[int, ...]  # per tap (row-major), where its run begins in the flat copy
+    # per phase: (a, b, (rows, cols) of the unpadded input it holds, (rows, cols) in the phase)
+    pieces: tuple[tuple[int, int, tuple[slice, slice], tuple[slice, slice]], ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(geo: Geometry) -> _Layout:
     (s0, s1), (d0, d1) = geo.stride, geo.dilation
-    return np.lib.stride_tricks.as_strided(
-        xp,
-        shape=(xp.shape[0], xp.shape[1], geo.H_out, geo.W_out, geo.KH, geo.KW),
-        strides=(sN, sC, sH * s0, sW * s1, sH * d0, sW * d1),
-        writeable=False,
-    )
+    top, bottom, left, right = geo.pad
+    rows = -(-(geo.H + top + bottom) // s0)  # ceil: rows of the padded input in one phase
+    width = -(-(geo.W + left + right) // s1)
+    phase = geo.C_in * geo.N * rows * width
+    starts = []
+    for i in range(geo.KH):
+        u, a = divmod(i * d0, s0)
+        for j in range(geo.KW):
+            v, b = divmod(j * d1, s1)
+            starts.append((a * s1 + b) * phase + u * width + v)
+    pieces = []
+    for a in range(s0):
+        u0 = max(0, -(-(top - a) // s0))  # first phase row that holds an input row
+        h0 = a + s0 * u0 - top  # ... and that input row
+        nh = len(range(h0, geo.H, s0))
+        for b in range(s1):
+            v0 = max(0, -(-(left - b) // s1))
+            w0 = b + s1 * v0 - left
+            nw = len(range(w0, geo.W, s1))
+            pieces.append((a, b, (slice(h0, geo.H, s0), slice(w0, geo.W, s1)),
+                           (slice(u0, u0 + nh), slice(v0, v0 + nw))))
+    spare = max(start % phase for start in starts) if phase else 0
+    return _Layout(rows, width, s0 * s1 * phase + spare, tuple(starts), tuple(pieces))
+
+
+# --- Workspace: scratch arrays kept between calls -----------------------------
+#
+# Writing to freshly allocated memory is slow: the operating system hands it
+# out page by page on first touch. The im2col matrix and the other scratch
+# arrays are therefore kept (one per role, per thread) and reused by the next
+# call that fits; only the returned arrays are new. Arrays above _KEEP_BYTES are
+# not kept, so a single huge call does not hold on to its memory.
+#
+# Reuse between calls. A training step calls conv2d(x, ...), then
+# conv2d_grad_input(..., grad_out) and conv2d_grad_weight(x, ..., grad_out):
+# the im2col matrix of x would be built twice, and grad_out rearranged twice.
+# So for those two buffers the workspace also keeps a copy of the array each was
+# built from; a later call with the same geometry and a bit-for-bit equal array
+# takes the buffer as it is. Comparing is cheaper than rebuilding, and an input
+# changed in place in between is noticed.
+
+_KEEP_BYTES = 32 * 2**20
+
+
+class _Workspace(threading.local):
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}  # role -> bytes
+        self.sources: dict[str, tuple[Geometry, Array]] = {}  # role -> what its buffer was built from
+
+    def _view(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        nbytes = math.prod(shape) * dtype.itemsize
+        buf = self.buffers.get(role)
+        if buf is None or buf.size < nbytes:
+            buf = np.empty(nbytes, np.uint8)
+            if nbytes <= _KEEP_BYTES:
+                self.buffers[role] = buf
+        return buf[:nbytes].view(dtype).reshape(shape)
+
+    def array(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        """An uninitialized array of this shape in the buffer kept for ``role``, to overwrite."""
+        self.sources.pop(role, None)
+        return self._view(role, shape, dtype)
+
+    def reuse(self, role: str, geo: Geometry, source: Array, shape: tuple[int, ...]) -> Array | None:
+        """The buffer of ``role`` as it is, if :meth:`record` saw it built from ``source`` under ``geo``."""
+        saved = self.sources.get(role)
+        if saved is None or saved[0] != geo or saved[1].dtype != source.dtype:
+            return None
+        uint = np.dtype(f"u{source.dtype.itemsize}")  # compare bits: -0.0 != 0.0, nan == nan
+        if not np.array_equal(saved[1].view(uint), source.view(uint)):
+            return None
+        return self._view(role, shape, source.dtype)
+
+    def record(self, role: str, geo: Geometry, source: Array, built: Array) -> None:
+        """Remember that ``built``, in the buffer of ``role``, was just made from ``source``."""
+        if built.base is not self.buffers.get(role):
+            return  # too large to keep
+        copy = self.array(role + " source", source.shape, source.dtype)
+        np.copyto(copy, source)
+        if copy.base is self.buffers.get(role + " source"):
+            self.sources[role] = (geo, copy)
+
+
+_work = _Workspace()
+
+
+def _split(x: Array, geo: Geometry, lay: _Layout) -> Array:
+    """x zero-padded and split into phases, flat: see :class:`_Layout`."""
+    (s0, s1) = geo.stride
+    xs = _work.array("split", (lay.size,), x.dtype)
+    xs.fill(0)
+    phases = xs[: s0 * s1 * geo.C_in * geo.N * lay.rows * lay.width]
+    phases = phases.reshape(s0, s1, geo.C_in, geo.N, lay.rows, lay.width)
+    x_cn = x.transpose(1, 0, 2, 3)  # channels first, like the stack
+    for a, b, (hs, ws), (us, vs) in lay.pieces:
+        phases[a, b, :, :, us, vs] = x_cn[:, :, hs, ws]
+    return xs
 
 
 def _im2col(x: Array, geo: Geometry) -> Array:
-    """The im2col matrices, one per group: shape (G, N*H_out*W_out, C_in/G*KH*KW).
+    """The im2col matrices, one per group: shape (G, KH*KW*C_in/G, N*rows*width).
 
-    Row ``(n, p, q)`` holds every input value that output pixel ``(p, q)`` of
-    image ``n`` reads; this reshape is the one copy the vectorized path makes.
+    Row ``(i, j, c)`` is input channel ``c`` of the group shifted for kernel tap
+    ``(i, j)``; column ``(n, p, q)`` is wide output pixel ``(p, q)`` of image
+    ``n``. (Taps before channels, so that one slice fills a tap's rows.)
     """
-    G = geo.groups
-    win = _windows(_pad(x, geo.pad), geo)
-    win = win.reshape(geo.N, G, geo.C_in // G, geo.H_out, geo.W_out, geo.KH, geo.KW)
-    # (G, N, H_out, W_out, C_in/G, KH, KW): rows = output pixels, cols = taps
-    win = win.transpose(1, 0, 3, 4, 2, 5, 6)
-    return win.reshape(G, geo.N * geo.H_out * geo.W_out, -1)
+    lay = _layout(geo)
+    G, KK, Cg = geo.groups, geo.KH * geo.KW, geo.C_in // geo.groups
+    M = geo.N * lay.rows * lay.width
+    cols = _work.reuse("cols", geo, x, (G, KK * Cg, M))
+    if cols is not None:
+        return cols
+    xs = _split(x, geo, lay)
+    cols = _work.array("cols", (G, KK, Cg * M), x.dtype)
+    for t, start in enumerate(lay.starts):  # one slice copy per kernel tap
+        cols[:, t] = xs[start : start + G * Cg * M].reshape(G, Cg * M)
+    _work.record("cols", geo, x, cols)
+    return cols.reshape(G, KK * Cg, M)
 
 
-def _grad_out_rows(grad_out: Array, geo: Geometry) -> Array:
-    """grad_out as (G, N*H_out*W_out, C_out/G): one row per output pixel, like im2col."""
+def _weight_matrix(w: Array, geo: Geometry) -> Array:
+    """The weights as (G, C_out/G, KH*KW*C_in/G), taps before channels like im2col's rows."""
     G = geo.groups
-    go = grad_out.reshape(geo.N, G, geo.C_out // G, geo.H_out, geo.W_out)
-    return go.transpose(1, 0, 3, 4, 2).reshape(G, -1, geo.C_out // G)
+    w = w.reshape(G, geo.C_out // G, geo.C_in // G, geo.KH * geo.KW)
+    return w.transpose(0, 1, 3, 2).reshape(G, geo.C_out // G, -1)
+
+
+def _wide_grad_out(grad_out: Array, geo: Geometry) -> Array:
+    """grad_out on the wide grid, channels first: (G, C_out/G, N*rows*width).
+
+    The junk pixels get a zero gradient, so the products below add nothing for them.
+    """
+    lay = _layout(geo)
+    shape = (geo.groups, geo.C_out // geo.groups, geo.N * lay.rows * lay.width)
+    go = _work.reuse("grad_out", geo, grad_out, shape)
+    if go is not None:
+        return go
+    go = _work.array("grad_out", (geo.C_out, geo.N, lay.rows, lay.width), grad_out.dtype)
+    go[:, :, : geo.H_out, : geo.W_out] = grad_out.transpose(1, 0, 2, 3)
+    _zero_junk(go, geo)
+    _work.record("grad_out", geo, grad_out, go)
+    return go.reshape(shape)
+
+
+def _zero_junk(a: Array, geo: Geometry) -> None:
+    """Set the junk pixels of an array of wide images (..., rows, width) to zero, in place."""
+    lay = _layout(geo)
+    a = a.reshape(-1, lay.rows, lay.width)
+    a[:, geo.H_out :] = 0
+    a[:, : geo.H_out, geo.W_out :] = 0
 
 
 def conv2d(
@@ -137,15 +300,20 @@ def conv2d(
            [-4., -4.]])
     """
     geo = check_forward(x, w, b, stride, padding, dilation, groups)
-    G = geo.groups
-    cols = _im2col(x, geo)  # (G, M, K)
-    w_mat = w.reshape(G, geo.C_out // G, -1)  # (G, C_out/G, K)
-    out = cols @ w_mat.transpose(0, 2, 1)  # (G, M, C_out/G): one product per group
-    out = out.reshape(G, geo.N, geo.H_out, geo.W_out, geo.C_out // G)
-    out = out.transpose(1, 0, 4, 2, 3).reshape(geo.out_shape)
+    lay = _layout(geo)
+    G, Og = geo.groups, geo.C_out // geo.groups
+    cols = _im2col(x, geo)  # (G, KH*KW*C_in/G, N*rows*width)
+    # The whole layer: one matrix product per group, over every image at once.
+    wide = _work.array("product", (G, Og, cols.shape[2]), x.dtype)
+    np.matmul(_weight_matrix(w, geo), cols, out=wide)
+    wide = wide.reshape(geo.C_out, geo.N, lay.rows, lay.width)[:, :, : geo.H_out, : geo.W_out]
+    # Drop the junk pixels and put the images first again, then add the bias (to the
+    # contiguous result: NumPy copies strided arrays fast but adds them slowly).
+    out = np.empty(geo.out_shape, dtype=x.dtype)
+    np.copyto(out, wide.transpose(1, 0, 2, 3))
     if b is not None:
-        out = out + b.reshape(1, -1, 1, 1)
-    return np.ascontiguousarray(out)
+        out += b.reshape(-1, 1, 1)
+    return out
 
 
 def conv2d_grad_weight(
@@ -183,12 +351,19 @@ def conv2d_grad_weight(
            [6.7, 7.7]])
     """
     geo = check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, groups)
-    weight_shape = (geo.C_out, geo.C_in // geo.groups, geo.KH, geo.KW)
-    cols = _im2col(x, geo)  # (G, M, K)
-    go = _grad_out_rows(grad_out, geo)  # (G, M, C_out/G)
-    # The sum over n, p, q is the inner dimension M of one matrix product.
-    grad_w = go.transpose(0, 2, 1) @ cols  # (G, C_out/G, K)
-    return np.ascontiguousarray(grad_w.reshape(weight_shape))
+    G, Og, Cg = geo.groups, geo.C_out // geo.groups, geo.C_in // geo.groups
+    cols = _im2col(x, geo)  # (G, KH*KW*C_in/G, N*rows*width), often the forward's own
+    go = _wide_grad_out(grad_out, geo)  # (G, C_out/G, N*rows*width)
+    # The sum over n, p, q is the inner dimension of one matrix product per group.
+    # (OpenBLAS is faster at cols @ go^T than at go @ cols^T; the transpose is free.)
+    with np.errstate(invalid="ignore"):
+        grad_w = cols @ go.transpose(0, 2, 1)  # (G, KH*KW*C_in/G, C_out/G)
+    if not np.isfinite(grad_w).all():
+        # Maybe a junk pixel met an inf or a nan in x (0 * inf = nan): redo without junk.
+        _zero_junk(cols, geo)
+        grad_w = cols @ go.transpose(0, 2, 1)
+    grad_w = grad_w.reshape(G, geo.KH * geo.KW, Cg, Og).transpose(0, 3, 2, 1)
+    return np.ascontiguousarray(grad_w).reshape(geo.C_out, Cg, geo.KH, geo.KW)
 
 
 def conv2d_grad_input(
@@ -230,25 +405,36 @@ def conv2d_grad_input(
            [ 0. , -0.3, -0.4]])
     """
     geo = check_backward_input(input_shape, w, grad_out, stride, padding, dilation, groups)
-    G, Cg = geo.groups, geo.C_in // geo.groups
-    go = _grad_out_rows(grad_out, geo)  # (G, M, C_out/G)
-    w_mat = w.reshape(G, geo.C_out // G, -1)  # (G, C_out/G, K)
-    cols = go @ w_mat  # (G, M, K): the gradient of every im2col entry
-    cols = cols.reshape(G, geo.N, geo.H_out, geo.W_out, Cg, geo.KH, geo.KW)
-    cols = cols.transpose(1, 0, 4, 2, 3, 5, 6)  # (N, G, C_in/G, H_out, W_out, KH, KW)
+    lay = _layout(geo)
+    G, KK = geo.groups, geo.KH * geo.KW
+    go = _wide_grad_out(grad_out, geo)  # (G, C_out/G, N*rows*width), zero on junk pixels
+    w_mat = _weight_matrix(w, geo)  # (G, C_out/G, KH*KW*C_in/G)
+    # The gradient of every im2col entry, one product per group.
+    cols = _work.array("product", (G, w_mat.shape[2], go.shape[2]), w.dtype)
+    if np.isfinite(w).all():
+        np.matmul(w_mat.transpose(0, 2, 1), go, out=cols)
+    else:  # junk pixels would get 0 * inf = nan; they must add nothing
+        with np.errstate(invalid="ignore"):
+            np.matmul(w_mat.transpose(0, 2, 1), go, out=cols)
+        _zero_junk(cols, geo)
+    cols = cols.reshape(G, KK, -1)
 
-    Hp, Wp = geo.padded_hw
-    grad_xp = np.zeros((geo.N, G, Cg, Hp, Wp), dtype=w.dtype)
-    (s0, s1), (d0, d1) = geo.stride, geo.dilation
-    rows_end, cols_end = s0 * (geo.H_out - 1) + 1, s1 * (geo.W_out - 1) + 1
-    # Scatter im2col back: tap (i, j) of every window lands on a strided grid of
-    # pixels. Different windows overlap, hence += (a loop over taps only).
-    for i in range(geo.KH):
-        for j in range(geo.KW):
-            grad_xp[..., i * d0 : i * d0 + rows_end : s0, j * d1 : j * d1 + cols_end : s1] += cols[..., i, j]
-    top, _, left, _ = geo.pad
-    grad_x = grad_xp.reshape(geo.N, geo.C_in, Hp, Wp)[:, :, top : top + geo.H, left : left + geo.W]
-    return np.ascontiguousarray(grad_x)
+    # col2im: the rows of tap t were copied from one slice of the split input,
+    # so their gradient is added back there. Windows overlap, hence +=.
+    grad_split = _work.array("grad_split", (lay.size,), w.dtype)
+    grad_split.fill(0)
+    for t, start in enumerate(lay.starts):
+        run = grad_split[start : start + G * cols.shape[2]].reshape(G, -1)
+        run += cols[:, t]
+    # Undo the split: every input pixel sits in exactly one phase; padding is dropped.
+    (s0, s1) = geo.stride
+    phases = grad_split[: s0 * s1 * geo.C_in * geo.N * lay.rows * lay.width]
+    phases = phases.reshape(s0, s1, geo.C_in, geo.N, lay.rows, lay.width)
+    grad_x = np.empty((geo.N, geo.C_in, geo.H, geo.W), dtype=w.dtype)
+    grad_x_cn = grad_x.transpose(1, 0, 2, 3)
+    for a, b, (hs, ws), (us, vs) in lay.pieces:
+        grad_x_cn[:, :, hs, ws] = phases[a, b, :, :, us, vs]
+    return grad_x
 
 
 def conv2d_grad_bias(grad_out: Array) -> Array:
@@ -267,7 +453,11 @@ def conv2d_grad_bias(grad_out: Array) -> Array:
     array([40., 40., 40.])
     """
     check_array(grad_out, "grad_out", "NCHW")
-    return grad_out.sum(axis=(0, 2, 3))
+    N, C_out, H_out, W_out = grad_out.shape
+    # A sum is a product with a vector of ones; as a matrix product it runs at BLAS
+    # speed, about three times faster than grad_out.sum(axis=(0, 2, 3)).
+    ones = np.ones(H_out * W_out, dtype=grad_out.dtype)
+    return (grad_out.reshape(N, C_out, H_out * W_out) @ ones).sum(axis=0)
 
 
 def conv2d_output_shape(
