@@ -44,6 +44,7 @@ import copy
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -432,7 +433,11 @@ def diagnose(model: nn.Module, *inputs: Any, loss_fn: Callable[[Any], torch.Tens
     if work is None:  # run the original and put everything back afterwards
         work, restore = model, _snapshot(model)
     try:
-        return _diagnose(work, _inputs_copy(inputs), loss_fn, check_values)
+        with warnings.catch_warnings():
+            # The model's own warnings (torch.tensor(t) on a parameter, say) would point at this file's line that
+            # ran it; the report names the cause instead, and the learner sees them when running the model.
+            warnings.simplefilter("ignore")
+            return _diagnose(work, _inputs_copy(inputs), loss_fn, check_values)
     finally:
         if restore is not None:
             restore()

@@ -372,6 +372,20 @@ def test_diagnose_names_the_cause_of_each_catalogue_entry(name):
         assert f": {code}" in line and CAUSES[code][1] in text
 
 
+def test_diagnose_keeps_the_models_own_warnings_out_of_its_report():
+    # torch.tensor(parameter) warns; run by diagnose, the warning would name diagnose's own source line
+    class RewrappedLoudly(ConvPair):
+        def hidden(self, x):
+            return F.conv2d(x, torch.tensor(self.first.weight), self.first.bias)  # PyTorch warns here
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = diagnose(RewrappedLoudly(), batch())
+    assert report.problems == {"first.weight": "detached"}
+    assert [str(w.message) for w in caught] == []
+
+
 def test_diagnose_says_which_operation_cut_or_broke_the_path():
     torch.manual_seed(0)
     assert "`.detach()`" in diagnose(Detached(), batch()).details["first.weight"]
