@@ -5,7 +5,9 @@ answers with one mistake injected, as {answer cell grade_id: wrong source}. Two 
 
 1. Every mutation of every assignment runs in a Jupyter kernel against the *source*
    notebook's tests, visible and hidden, the way nbgrader's autograde runs them: cells
-   top to bottom, a graded cell that raises scores 0. One kernel per worker, its
+   top to bottom, a graded cell that raises scores 0. A mutation stops running once it
+   is caught (a graded cell failed, with its expected message if it has one), so only the
+   reference's score is complete. One kernel per worker, its
    namespace reset (`%reset -f`) between mutations; imported modules stay loaded,
    which is what makes 130 mutations affordable. Each must fail a graded cell, and
    the visible tests' message must name the mistakes listed in MESSAGES.
@@ -36,8 +38,11 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CELL_TIMEOUT = 120  # seconds; nbgrader_config.py gives a learner's cell 60
 
 
-def _run_cells(client, cells: list[tuple[str | None, str]]) -> dict[str, str]:
-    """Execute (grade_id, source) pairs in order; return {grade_id: error text} for the cells that raised."""
+def _run_cells(client, cells: list[tuple[str | None, str]], done=lambda errors: False) -> dict[str, str]:
+    """Execute (grade_id, source) pairs in order; return {grade_id: error text} for the cells that raised.
+
+    Stops early once ``done(errors)`` is true: a mutation needs only to be caught, not fully scored.
+    """
     errors = {}
     for grade_id, source in cells:
         msg_id = client.execute(source, store_history=False, allow_stdin=False)
@@ -54,6 +59,8 @@ def _run_cells(client, cells: list[tuple[str | None, str]]) -> dict[str, str]:
         client.get_shell_msg(timeout=CELL_TIMEOUT)
         if error is not None:
             errors[grade_id] = error
+            if done(errors):
+                break
     return errors
 
 
@@ -64,6 +71,15 @@ def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str]]]:
     points = {cr.grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in notebook.cells
               if c.metadata.get("nbgrader", {}).get("grade")}
     runs = {"reference": {}, **module.MUTATIONS}
+    messages = getattr(module, "MESSAGES", {})
+
+    def caught(name):
+        # enough is known about a mutation once a graded cell failed and, if it has one, its message appeared
+        if name == "reference":
+            return lambda errors: False  # the reference is scored in full
+        message = messages.get(name)
+        return lambda errors: any(cell in points for cell in errors) and (
+            message is None or message in "\n".join(text for cell, text in errors.items() if cell in points))
 
     def cells(changed):
         filled = {**answers, **changed}
@@ -76,7 +92,8 @@ def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str]]]:
             results = {}
             for name in names:
                 _run_cells(client, [(None, "%reset -f")])
-                failed = {cell: text for cell, text in _run_cells(client, cells(runs[name])).items() if cell in points}
+                ran = _run_cells(client, cells(runs[name]), caught(name))
+                failed = {cell: text for cell, text in ran.items() if cell in points}
                 results[name] = (sum(points.values()) - sum(points[cell] for cell in failed), failed)
             return results
         finally:
