@@ -1,0 +1,233 @@
+"""Where convlib's time goes on one shape: each step of a training step, timed.
+
+    .venv/bin/python benchmarks/profile_conv.py [--shape 8,16,32,32,3,1,1,1,1] [--repeats 41]
+
+The shape is (N, C_in, C_out, H=W, kernel, stride, padding, dilation, groups), as
+in ``conv_vs_torch.py``; float32. The script runs the steps of ``convlib.conv``'s
+forward pass and both gradients one after the other, with a clock reading
+between steps, and prints the median time of each (two data sets alternate, as
+in the benchmark). The steps are written out here with convlib's own helpers
+(layout, phase split, weight matrix); before timing anything the script checks
+that they reproduce the public functions' results bit for bit, so a change in
+``convlib/conv.py`` that this copy does not follow is reported, not timed.
+
+Against that it prints the floor: the three matrix products at the rate NumPy
+reaches on a large float32 product, and at the rate it reaches on these very
+products when each runs alone with warm caches. Finally it times the public
+calls back to back, and alternating with PyTorch's step (the benchmark's
+condition), to show what alternating costs each library.
+
+A measurement, not a test. Timings on shared machines move by a factor of two
+from one minute to the next: compare figures from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import convlib  # noqa: E402
+from convlib import conv as C  # noqa: E402
+from convlib._shapes import check_forward  # noqa: E402
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    values = tuple(int(v) for v in text.split(","))
+    if len(values) != 9:
+        raise SystemExit(f"--shape needs 9 comma-separated ints (N,C_in,C_out,HW,k,s,p,d,g), got {text!r}")
+    return values
+
+
+def make_data(shape, rng):
+    N, Ci, Co, HW, k, s, p, d, g = shape
+    x = rng.standard_normal((N, Ci, HW, HW), dtype=np.float32)
+    w = rng.standard_normal((Co, Ci // g, k, k), dtype=np.float32)
+    b = rng.standard_normal(Co, dtype=np.float32)
+    go = rng.standard_normal(convlib.conv2d_output_shape(x.shape, w.shape, s, p, d), dtype=np.float32)
+    return x, w, b, go
+
+
+class Steps:
+    """One training step of convlib, written out step by step, with a clock reading after each."""
+
+    def __init__(self, x, w, b, go, s, p, d, g):
+        self.geo = check_forward(x, w, b, s, p, d, g)
+        self.lay = C._layout(self.geo)
+        geo, lay = self.geo, self.lay
+        self.G, self.Og, self.Cg = g, geo.C_out // g, geo.C_in // g
+        self.KK = geo.KH * geo.KW
+        self.M = geo.N * lay.rows * lay.width  # columns of the wide layout
+        # scratch arrays allocated once, as convlib's workspace keeps them
+        self.cols = np.empty((self.G, self.KK, self.Cg * self.M), np.float32)
+        self.prod_fwd = np.empty((self.G, self.Og, self.M), np.float32)
+        self.prod_gi = np.empty((self.G, self.KK * self.Cg, self.M), np.float32)
+        self.go_wide = np.empty((geo.C_out, geo.N, lay.rows, lay.width), np.float32)
+        self.grad_split = np.empty(lay.size, np.float32)
+        self.x_copy = np.empty_like(x)
+        self.go_copy = np.empty_like(go)
+        self.args = (s, p, d, g)
+
+    def run(self, x, w, b, go, times: dict[str, list[float]] | None = None):
+        geo, lay, G, Og, Cg, KK, M = self.geo, self.lay, self.G, self.Og, self.Cg, self.KK, self.M
+        marks = [("", time.perf_counter())]
+
+        def mark(name):
+            marks.append((name, time.perf_counter()))
+
+        # --- conv2d
+        check_forward(x, w, b, *self.args)
+        mark("fwd: check arguments")
+        xs = C._split(x, geo, lay)
+        mark("fwd: pad and split into phases")
+        for t, start in enumerate(lay.starts):
+            self.cols[:, t] = xs[start : start + G * Cg * M].reshape(G, Cg * M)
+        cols = self.cols.reshape(G, KK * Cg, M)
+        mark("fwd: im2col, one copy per tap")
+        np.copyto(self.x_copy, x)
+        mark("fwd: keep a copy of x (for reuse)")
+        w_mat = C._weight_matrix(w, geo)
+        np.matmul(w_mat, cols, out=self.prod_fwd)
+        mark("fwd: matrix product")
+        wide = self.prod_fwd.reshape(geo.C_out, geo.N, lay.rows, lay.width)[:, :, : geo.H_out, : geo.W_out]
+        out = np.empty(geo.out_shape, np.float32)
+        np.copyto(out, wide.transpose(1, 0, 2, 3))
+        out += b.reshape(-1, 1, 1)
+        mark("fwd: drop junk, images first, bias")
+        # --- conv2d_grad_input
+        self.go_wide[:, :, : geo.H_out, : geo.W_out] = go.transpose(1, 0, 2, 3)
+        C._zero_junk(self.go_wide, geo)
+        go_mat = self.go_wide.reshape(G, Og, M)
+        np.copyto(self.go_copy, go)
+        mark("gi: grad_out to the wide layout")
+        finite = np.isfinite(w).all()
+        np.matmul(w_mat.transpose(0, 2, 1), go_mat, out=self.prod_gi)
+        mark("gi: matrix product")
+        self.grad_split.fill(0)
+        rows = self.prod_gi.reshape(G, KK, -1)
+        for t, start in enumerate(lay.starts):
+            run = self.grad_split[start : start + G * rows.shape[2]].reshape(G, -1)
+            run += rows[:, t]
+        mark("gi: col2im, one add per tap")
+        (s0, s1) = geo.stride
+        phases = self.grad_split[: s0 * s1 * geo.C_in * geo.N * lay.rows * lay.width]
+        phases = phases.reshape(s0, s1, geo.C_in, geo.N, lay.rows, lay.width)
+        grad_x = np.empty(x.shape, np.float32)
+        grad_x_cn = grad_x.transpose(1, 0, 2, 3)
+        for a, bb, (hs, ws), (us, vs) in lay.pieces:
+            grad_x_cn[:, :, hs, ws] = phases[a, bb, :, :, us, vs]
+        mark("gi: undo the split")
+        # --- conv2d_grad_weight (reuses im2col and the wide grad_out after comparing)
+        u32 = np.uint32
+        same = np.array_equal(self.x_copy.view(u32), x.view(u32)) and np.array_equal(
+            self.go_copy.view(u32), go.view(u32))
+        mark("gw: compare x and grad_out with the kept copies")
+        grad_w = cols @ go_mat.transpose(0, 2, 1)
+        mark("gw: matrix product")
+        finite = finite and np.isfinite(grad_w).all()
+        grad_w = grad_w.reshape(G, geo.KH * geo.KW, Cg, Og).transpose(0, 3, 2, 1)
+        grad_w = np.ascontiguousarray(grad_w).reshape(geo.C_out, Cg, geo.KH, geo.KW)
+        mark("gw: finite check and reorder")
+        # --- conv2d_grad_bias
+        grad_b = convlib.conv2d_grad_bias(go)
+        mark("gb: sum")
+        if times is not None:
+            for (_, t0), (name, t1) in zip(marks, marks[1:]):
+                times[name].append(t1 - t0)
+        assert same and finite
+        return out, grad_x, grad_w, grad_b
+
+
+def median_ms(values):
+    return statistics.median(values) * 1e3
+
+
+def timed(f, *args):
+    t0 = time.perf_counter()
+    f(*args)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", type=parse_shape, default=(8, 16, 32, 32, 3, 1, 1, 1, 1))
+    parser.add_argument("--repeats", type=int, default=41)
+    opts = parser.parse_args()
+    N, Ci, Co, HW, k, s, p, d, g = opts.shape
+    rng = np.random.default_rng(0)
+    sets = [make_data(opts.shape, rng) for _ in range(2)]
+    steps = Steps(*sets[0], s, p, d, g)
+
+    # the written-out steps must give what the public functions give
+    x, w, b, go = sets[0]
+    mine = steps.run(x, w, b, go)
+    public = (convlib.conv2d(x, w, b, s, p, d, g), convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g),
+              convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g), convlib.conv2d_grad_bias(go))
+    same = all(np.array_equal(a, b_) for a, b_ in zip(mine, public))
+    print(f"shape {opts.shape}, float32; the steps below reproduce convlib's public functions bit for bit: {same}")
+    if not same:
+        raise SystemExit("convlib/conv.py has changed: update Steps.run before trusting its times")
+
+    times: dict[str, list[float]] = defaultdict(list)
+    for i in range(opts.repeats):
+        steps.run(*sets[i % 2], times=times)
+    total = sum(median_ms(v) for v in times.values())
+    print(f"\nmedian of {opts.repeats} steps, run back to back\n")
+    for name, values in times.items():
+        ms = median_ms(values)
+        print(f"  {name:50s} {ms:6.3f} ms  {ms / total:4.0%}")
+    print(f"  {'sum of the steps':50s} {total:6.3f} ms")
+
+    # the floor
+    geo, lay = steps.geo, steps.lay
+    flop_one = 2 * geo.C_out * (geo.C_in // g) * geo.KH * geo.KW * geo.N * geo.H_out * geo.W_out
+    big = rng.standard_normal((1024, 1024), dtype=np.float32)
+    rate = 2 * 1024**3 / statistics.median(timed(np.matmul, big, big) for _ in range(7))
+    cols = steps.cols.reshape(steps.G, -1, steps.M)
+    w_mat = C._weight_matrix(w, geo)
+    go_mat = steps.go_wide.reshape(steps.G, steps.Og, steps.M)
+    alone = [statistics.median(timed(f) for _ in range(21)) for f in (
+        lambda: np.matmul(w_mat, cols, out=steps.prod_fwd),
+        lambda: np.matmul(w_mat.transpose(0, 2, 1), go_mat, out=steps.prod_gi),
+        lambda: cols @ go_mat.transpose(0, 2, 1))]
+    print(f"\nfloor: 3 products of {flop_one / 1e6:.1f} MFLOP each"
+          f" (the wide layout computes {steps.M / (geo.N * geo.H_out * geo.W_out) - 1:.0%} extra junk columns)")
+    print(f"  at NumPy's 1024x1024 float32 rate ({rate / 1e9:.0f} GFLOP/s): {3 * flop_one / rate * 1e3:.3f} ms")
+    print(f"  these three products alone, warm caches: {sum(alone) * 1e3:.3f} ms"
+          f" (forward {alone[0] * 1e3:.3f}, grad_input {alone[1] * 1e3:.3f}, grad_weight {alone[2] * 1e3:.3f})")
+
+    # the public calls, back to back and alternating with PyTorch
+    import torch
+    import torch.nn.functional as F
+
+    def run_convlib(x, w, b, go):
+        convlib.conv2d(x, w, b, s, p, d, g)
+        convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g)
+        convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g)
+        convlib.conv2d_grad_bias(go)
+
+    def run_torch(x, w, b, go):
+        x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
+        F.conv2d(x, w, b, s, p, d, g).backward(go)
+
+    tsets = [tuple(torch.from_numpy(a) for a in data) for data in sets]
+    c_b2b = [timed(run_convlib, *sets[i % 2]) for i in range(opts.repeats)]
+    t_b2b = [timed(run_torch, *tsets[i % 2]) for i in range(opts.repeats)]
+    c_alt, t_alt = [], []
+    for i in range(opts.repeats):
+        c_alt.append(timed(run_convlib, *sets[i % 2]))
+        t_alt.append(timed(run_torch, *tsets[i % 2]))
+    print("\npublic calls (forward + grad_input + grad_weight + grad_bias) against PyTorch's step")
+    for label, c, t in (("back to back", c_b2b, t_b2b), ("alternating", c_alt, t_alt)):
+        print(f"  {label:13s} convlib {median_ms(c):6.3f} ms  torch {median_ms(t):6.3f} ms"
+              f"  ratio {median_ms(c) / median_ms(t):.2f}")
+
+
+if __name__ == "__main__":
+    main()
