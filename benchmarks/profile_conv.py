@@ -34,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import convlib  # noqa: E402
+import torch  # noqa: E402
+from conv_vs_torch import flops, matmul_rate, run_convlib, run_torch, time_pair  # noqa: E402  (same folder)
 from convlib import conv as C  # noqa: E402
 from convlib._shapes import check_forward  # noqa: E402
 
@@ -174,19 +176,14 @@ def main() -> None:
     if not same:
         raise SystemExit("convlib/conv.py has changed: update Steps.run before trusting its times")
 
-    def run_convlib(x, w, b, go):
-        convlib.conv2d(x, w, b, s, p, d, g)
-        convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g)
-        convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g)
-        convlib.conv2d_grad_bias(go)
-
     # The written-out step and the public calls take turns, so that both totals
     # come from the same minutes of this noisy machine.
     times: dict[str, list[float]] = defaultdict(list)
     public_times = []
     for i in range(opts.repeats):
         steps.run(*sets[i % 2], times=times)
-        public_times.append(timed(run_convlib, *sets[i % 2]))
+        x, w, b, go = sets[i % 2]
+        public_times.append(timed(run_convlib, x, w, b, go, s, p, d, g))
     total = sum(median_ms(v) for v in times.values())
     print(f"\nmedian of {opts.repeats} steps, run back to back\n")
     for name, values in times.items():
@@ -196,10 +193,9 @@ def main() -> None:
     print(f"  {'the public calls, timed in turn with them':50s} {median_ms(public_times):6.3f} ms")
 
     # the floor
-    geo, lay = steps.geo, steps.lay
-    flop_one = 2 * geo.C_out * (geo.C_in // g) * geo.KH * geo.KW * geo.N * geo.H_out * geo.W_out
-    big = rng.standard_normal((1024, 1024), dtype=np.float32)
-    rate = 2 * 1024**3 / statistics.median(timed(np.matmul, big, big) for _ in range(7))
+    geo = steps.geo
+    flop_one = flops(N, Ci, Co, geo.H_out, geo.W_out, k, g) / 3
+    rate = matmul_rate() * 1e9
     cols = steps.cols.reshape(steps.G, -1, steps.M)
     w_mat = C._weight_matrix(w, geo)
     go_mat = steps.go_wide.reshape(steps.G, steps.Og, steps.M)
@@ -213,23 +209,21 @@ def main() -> None:
     print(f"  these three products alone, warm caches: {sum(alone) * 1e3:.3f} ms"
           f" (forward {alone[0] * 1e3:.3f}, grad_input {alone[1] * 1e3:.3f}, grad_weight {alone[2] * 1e3:.3f})")
 
-    # the public calls, back to back and alternating with PyTorch
-    import torch
-    import torch.nn.functional as F
+    # the public calls against PyTorch's step: each library in one long block, then strictly alternating
+    as_torch = [[torch.tensor(a, requires_grad=a is not go) for a in (x, w, b, go)] for x, w, b, go in sets]
+    turn = [0, 0]  # steps taken by each library; the two data sets are used in turn
 
-    def run_torch(x, w, b, go):
-        x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
-        F.conv2d(x, w, b, s, p, d, g).backward(go)
+    def mine():
+        turn[0] += 1
+        run_convlib(*sets[turn[0] % 2], s, p, d, g)
 
-    tsets = [tuple(torch.from_numpy(a) for a in data) for data in sets]
-    c_b2b = [timed(run_convlib, *sets[i % 2]) for i in range(opts.repeats)]
-    t_b2b = [timed(run_torch, *tsets[i % 2]) for i in range(opts.repeats)]
-    c_alt, t_alt = [], []
-    for i in range(opts.repeats):
-        c_alt.append(timed(run_convlib, *sets[i % 2]))
-        t_alt.append(timed(run_torch, *tsets[i % 2]))
+    def theirs():
+        turn[1] += 1
+        run_torch(*as_torch[turn[1] % 2], s, p, d, g)
+
     print("\npublic calls (forward + grad_input + grad_weight + grad_bias) against PyTorch's step")
-    for label, c, t in (("back to back", c_b2b, t_b2b), ("alternating", c_alt, t_alt)):
+    for label, block in (("back to back", opts.repeats + 1), ("alternating", 1)):
+        c, t = time_pair(mine, theirs, opts.repeats, block)
         print(f"  {label:13s} convlib {median_ms(c):6.3f} ms  torch {median_ms(t):6.3f} ms"
               f"  ratio {median_ms(c) / median_ms(t):.2f}")
 

@@ -9,7 +9,7 @@ answers with one mistake injected, as {answer cell grade_id: wrong source}. Two 
    is caught (a graded cell failed, with its expected message if it has one), so only the
    reference's score is complete. One kernel per worker, its
    namespace reset (`%reset -f`) between mutations; imported modules stay loaded,
-   which is what makes 130 mutations affordable. Each must fail a graded cell, and
+   which is what makes running every assignment's mutations affordable. Each must fail a graded cell, and
    the visible tests' message must name the mistakes listed in MESSAGES.
 2. The mutations a module lists in GRADED (the classic convolution-gradient mistakes)
    are written into submission notebooks made from the *release* notebook and graded
