@@ -16,11 +16,12 @@ im2col matrix in conv2d_grad_weight), never the previous step's.
 On a machine with few cores the two libraries' thread pools get in each
 other's way when runs alternate one by one: worker threads stay busy for a few
 milliseconds after their last job, and the next library's first matrix product
-waits for them. ``--block K`` runs each library K times in a row instead and
-times all but the first run of each block, which shows each library's
-steady-state speed.
+waits for them. ``--torch-threads 1`` leaves PyTorch no worker thread, which shows
+how much of convlib's time that costs. ``--block K`` runs each library K times in
+a row instead and times all but the first run of each block, which shows each
+library's steady-state speed.
 
-    .venv/bin/python benchmarks/conv_vs_torch.py [--repeats 15] [--block 1]
+    .venv/bin/python benchmarks/conv_vs_torch.py [--repeats 15] [--block 1] [--torch-threads N]
 """
 
 from __future__ import annotations
@@ -101,7 +102,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed runs of each (after one warm-up)")
     parser.add_argument("--block", type=int, default=1, help="runs of one library in a row (see above)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads(N) first: with 1, PyTorch leaves no worker thread "
+                             "spinning on the other core after its step (and is slower itself)")
     args = parser.parse_args()
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
     print(f"numpy {np.__version__}, torch {torch.__version__}, {os.cpu_count()} cores, "
           f"torch threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
     rate = matmul_rate()
