@@ -65,12 +65,14 @@ class Steps:
         geo, lay = self.geo, self.lay
         self.G, self.Og, self.Cg = g, geo.C_out // g, geo.C_in // g
         self.KK = geo.KH * geo.KW
-        self.M = geo.N * lay.rows * lay.width  # columns of the wide layout
+        self.M = M = geo.N * lay.rows * lay.width  # columns of the matrices (output pixels, junk included)
+        P = C._pitch(M)  # how far apart their rows are stored
         # scratch arrays allocated once, as convlib's workspace keeps them
-        self.cols = np.empty((self.G, self.KK, self.Cg * self.M), np.float32)
-        self.prod_fwd = np.empty((self.G, self.Og, self.M), np.float32)
-        self.prod_gi = np.empty((self.G, self.KK * self.Cg, self.M), np.float32)
-        self.go_wide = np.empty((geo.C_out, geo.N, lay.rows, lay.width), np.float32)
+        self.cols_buf = np.empty((self.G, self.KK, self.Cg, P), np.float32)
+        self.cols = self.cols_buf.reshape(self.G, self.KK * self.Cg, P)[:, :, :M]
+        self.prod_fwd = np.empty((self.G, self.Og, P), np.float32)[:, :, :M]
+        self.prod_gi = np.empty((self.G, self.KK * self.Cg, P), np.float32)[:, :, :M]
+        self.go_mat = np.empty((self.G, self.Og, P), np.float32)[:, :, :M]
         self.grad_split = np.empty(lay.size, np.float32)
         self.x_copy = np.empty_like(x)
         self.go_copy = np.empty_like(go)
@@ -87,45 +89,49 @@ class Steps:
         check_forward(x, w, b, *self.args)
         mark("fwd: check arguments")
         xs = C._split(x, geo, lay)
-        mark("fwd: pad and split into phases")
+        mark("fwd: split into phases")
         for t, start in enumerate(lay.starts):
-            self.cols[:, t] = xs[start : start + G * Cg * M].reshape(G, Cg * M)
-        cols = self.cols.reshape(G, KK * Cg, M)
+            self.cols_buf[:, t, :, :M] = xs[start : start + G * Cg * M].reshape(G, Cg, M)
+        cols = self.cols
         mark("fwd: im2col, one copy per tap")
+        C._zero_wrapped(cols, geo)
+        mark("fwd: zero the wrapped reads")
         np.copyto(self.x_copy, x)
         mark("fwd: keep a copy of x (for reuse)")
         w_mat = C._weight_matrix(w, geo)
         np.matmul(w_mat, cols, out=self.prod_fwd)
         mark("fwd: matrix product")
-        wide = self.prod_fwd.reshape(geo.C_out, geo.N, lay.rows, lay.width)[:, :, : geo.H_out, : geo.W_out]
+        wide = self.prod_fwd.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
+        wide = wide[:, :, : geo.H_out, : geo.W_out]
         out = np.empty(geo.out_shape, np.float32)
         np.copyto(out, wide.transpose(1, 0, 2, 3))
         out += b.reshape(-1, 1, 1)
         mark("fwd: drop junk, images first, bias")
         # --- conv2d_grad_input
-        self.go_wide[:, :, : geo.H_out, : geo.W_out] = go.transpose(1, 0, 2, 3)
-        C._zero_junk(self.go_wide, geo)
-        go_mat = self.go_wide.reshape(G, Og, M)
+        go_mat = self.go_mat
+        images = go_mat.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
+        images[:, :, : geo.H_out, : geo.W_out] = go.transpose(1, 0, 2, 3)
+        C._zero_junk(go_mat, geo)
         np.copyto(self.go_copy, go)
-        mark("gi: grad_out to the wide layout")
+        mark("gi: grad_out to the layout, channels first")
         np.isfinite(w).all()  # convlib's guard against inf/nan weights, timed
         np.matmul(w_mat.transpose(0, 2, 1), go_mat, out=self.prod_gi)
         mark("gi: matrix product")
+        C._zero_wrapped(self.prod_gi, geo)
+        mark("gi: zero the wrapped reads")
         self.grad_split.fill(0)
-        rows = self.prod_gi.reshape(G, KK, -1)
+        rows = self.prod_gi.reshape(G, KK, Cg, M, copy=False)
         for t, start in enumerate(lay.starts):
-            run = self.grad_split[start : start + G * rows.shape[2]].reshape(G, -1)
+            run = self.grad_split[start : start + G * Cg * M].reshape(G, Cg, M)
             run += rows[:, t]
         mark("gi: col2im, one add per tap")
-        (s0, s1) = geo.stride
-        phases = self.grad_split[: s0 * s1 * geo.C_in * geo.N * lay.rows * lay.width]
-        phases = phases.reshape(s0, s1, geo.C_in, geo.N, lay.rows, lay.width)
+        phases = C._phases(self.grad_split, geo, lay)
         grad_x = np.empty(x.shape, np.float32)
         grad_x_cn = grad_x.transpose(1, 0, 2, 3)
         for a, bb, (hs, ws), (us, vs) in lay.pieces:
             grad_x_cn[:, :, hs, ws] = phases[a, bb, :, :, us, vs]
         mark("gi: undo the split")
-        # --- conv2d_grad_weight (reuses im2col and the wide grad_out after comparing)
+        # --- conv2d_grad_weight (reuses im2col and the grad_out matrix after comparing)
         u32 = np.uint32  # timed for what it costs; equal by construction here
         np.array_equal(self.x_copy.view(u32), x.view(u32)) and np.array_equal(self.go_copy.view(u32), go.view(u32))
         mark("gw: compare x and grad_out with the kept copies")
@@ -194,15 +200,14 @@ def main() -> None:
     geo = steps.geo
     flop_one = flops(N, Ci, Co, geo.H_out, geo.W_out, k, g) / 3
     rate = matmul_rate() * 1e9
-    cols = steps.cols.reshape(steps.G, -1, steps.M)
+    cols, go_mat = steps.cols, steps.go_mat
     w_mat = C._weight_matrix(w, geo)
-    go_mat = steps.go_wide.reshape(steps.G, steps.Og, steps.M)
     alone = [statistics.median(timed(f) for _ in range(21)) for f in (
         lambda: np.matmul(w_mat, cols, out=steps.prod_fwd),
         lambda: np.matmul(w_mat.transpose(0, 2, 1), go_mat, out=steps.prod_gi),
         lambda: cols @ go_mat.transpose(0, 2, 1))]
     print(f"\nfloor: 3 products of {flop_one / 1e6:.1f} MFLOP each"
-          f" (the wide layout computes {steps.M / (geo.N * geo.H_out * geo.W_out) - 1:.0%} extra junk columns)")
+          f" (the layout computes {steps.M / (geo.N * geo.H_out * geo.W_out) - 1:.0%} extra junk columns)")
     print(f"  at NumPy's 1024x1024 float32 rate ({rate / 1e9:.0f} GFLOP/s): {3 * flop_one / rate * 1e3:.3f} ms")
     print(f"  these three products alone, warm caches: {sum(alone) * 1e3:.3f} ms"
           f" (forward {alone[0] * 1e3:.3f}, grad_input {alone[1] * 1e3:.3f}, grad_weight {alone[2] * 1e3:.3f})")

@@ -10,19 +10,19 @@ How the vectorization works, in three steps shared by all three functions:
 
 1. Gather every input value each output pixel reads into the *im2col* matrix:
    one row per (kernel tap, input channel), one column per output pixel of
-   every image. Each row is a shifted copy of the (padded) input, so building
-   the matrix is one slice copy per kernel tap (:func:`_im2col`).
+   every image. Each row is a shifted copy of the input, so building the
+   matrix is one slice copy per kernel tap (:func:`_im2col`).
 2. The forward pass is then one matrix product per group: weights
    ``(C_out, KH*KW*C_in)`` times columns ``(KH*KW*C_in, N*H_out*W_out)``.
 3. The two gradients are the two other matrix products you can form from the
    same three matrices; the input gradient then adds each row of its product
    back onto the pixels it was copied from (*col2im*), one slice per tap.
 
-The layout of the padded input makes those slices long contiguous runs rather
-than many short rows; the comment above :class:`_Layout` explains how ("wide
-rows", "one tall image" and stride "phases"). Scratch arrays are kept between
-calls, and work is reused across the calls of one training step: the comment
-above :class:`_Workspace` explains both.
+The layout of the input makes those slices long contiguous runs rather than
+many short rows; the comment above :class:`_Layout` explains how ("flat
+images", "one tall image", "wrapped reads" and stride "phases"). Scratch arrays
+are kept between calls, and work is reused across the calls of one training
+step: the comment above :class:`_Workspace` explains both.
 
 ``convlib.loops`` holds the same functions as plain loops: read those first.
 """
@@ -72,20 +72,32 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
 
 # --- Layout: each kernel tap reads one contiguous run ---------------------------
 #
-# Wide rows. Flatten a zero-padded image row by row (width Wp). With stride 1,
-# output pixel (p, q) meets, at kernel tap (i, j), the flat element
-# (p * Wp + q) + (i * d_h * Wp + j * d_w). Number the output pixels
-# m = p * Wp + q, as if output rows were Wp long instead of W_out, and every
-# tap reads one contiguous run of the flat image, starting at
-# i * d_h * Wp + j * d_w. The extra "junk" pixels (columns W_out..Wp-1 of each
-# wide row, and rows H_out.. at the bottom) read across the image's edges;
-# the forward pass drops them, and the backward passes give them a zero upstream
-# gradient so that they add nothing.
+# Flat images. Store an image row after row (width L) and number the output
+# pixels the same way, m = p * L + q. With stride 1, output pixel (p, q) meets,
+# at kernel tap (i, j), the input pixel (p + i * d_h - top, q + j * d_w - left):
+# flat element m + (i * d_h - top) * L + (j * d_w - left). The shift does not
+# depend on m, so every tap reads one contiguous run of the flat image, and
+# building a row of the im2col matrix is a single slice copy.
 #
-# One tall image. Stacking all images, and all channels, one below the other
+# One tall image. Stacking every image, and every channel, one after the other
 # keeps this true: a tap reads one run of the whole stack, which also spans
-# every image and channel. So building a row of the im2col matrix, or adding it
-# back in col2im, is a single slice operation per kernel tap.
+# every image and channel. No padding is stored between the images.
+#
+# Wrapped reads. A window that hangs over the image's edge reads, in the flat
+# stack, the end of the previous row (or the start of the next one, or the
+# neighbouring image) instead of the zeros of the padding. Those entries are
+# known in advance: for tap (i, j) they are the first or last few output rows
+# and columns. The im2col matrix sets them to zero after the copy, and the input
+# gradient sets them to zero before adding its rows back, so that nothing is
+# added to the wrong pixel. This is why the rows are stored without their
+# padding: the output and the stored images then have the same size (for
+# "same" padding and stride 1 they are the input's own size), and there are
+# no wasted columns in the matrix products.
+#
+# Junk pixels. When the input is larger than the output (little or no
+# padding), the stored grid is the input's size and the output pixels beyond
+# H_out x W_out are "junk": the forward pass drops them, and the backward passes
+# give them a zero upstream gradient so that they add nothing.
 #
 # Phases. With stride s, consecutive output pixels read every s-th input pixel.
 # Split the padded image into s_h * s_w phases, phase (a, b) holding the pixels
@@ -93,46 +105,63 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
 # only phase (i * d_h % s_h, j * d_w % s_w), at consecutive pixels of that phase
 # starting at row i * d_h // s_h and column j * d_w // s_w: a strided
 # convolution is a stride-1 convolution over the phases, each a stack as above.
-# With stride 1 there is one phase: the padded images themselves.
+# Each phase stores only its rows and columns that hold input pixels. With
+# stride 1 there is one phase: the images themselves.
 
 
 class _Layout(NamedTuple):
-    """The phase-split copy of the padded input, shape (s_h, s_w, C_in, N, rows, width)."""
+    """The phase-split copy of the input, shape (s_h, s_w, C_in, N, rows, width), in a flat buffer."""
 
-    rows: int  # rows of one phase of one image
-    width: int  # its columns: the length of a wide output row
-    size: int  # elements of the flat copy, with spare zeros at the end for the last taps
-    starts: tuple[int, ...]  # per tap (row-major), where its run begins in the flat copy
-    # per phase: (a, b, (rows, cols) of the unpadded input it holds, (rows, cols) in the phase)
+    rows: int  # rows of one stored image of one phase: max(H_out, input rows of a phase)
+    width: int  # its columns, max(W_out, input columns of a phase): the length of an output row
+    front: int  # spare elements before the first phase, for runs that start before it
+    size: int  # elements of the flat buffer, with spare elements at both ends
+    starts: tuple[int, ...]  # per tap (row-major), where its run begins in the buffer
+    # per tap: how many output rows at the top and bottom, and columns at the left and
+    # right, read across the stored image's edge (wrapped reads, to be set to zero)
+    edges: tuple[tuple[int, int, int, int], ...]
+    # per phase: (a, b, (rows, cols) of the unpadded input it holds, (rows, cols) where they are stored)
     pieces: tuple[tuple[int, int, tuple[slice, slice], tuple[slice, slice]], ...]
+
+
+def _phase_axis(size: int, before: int, stride: int) -> list[tuple[int, int, int]]:
+    """Per phase along one axis: (first phase index holding an input pixel, that input pixel, how many)."""
+    out = []
+    for a in range(stride):
+        u0 = max(0, -(-(before - a) // stride))  # ceil: first phase index at or after the padding
+        h0 = a + stride * u0 - before
+        out.append((u0, h0, len(range(h0, size, stride))))
+    return out
 
 
 @functools.lru_cache(maxsize=64)
 def _layout(geo: Geometry) -> _Layout:
     (s0, s1), (d0, d1) = geo.stride, geo.dilation
-    top, bottom, left, right = geo.pad
-    rows = -(-(geo.H + top + bottom) // s0)  # ceil: rows of the padded input in one phase
-    width = -(-(geo.W + left + right) // s1)
+    top, _, left, _ = geo.pad
+    row_phases = _phase_axis(geo.H, top, s0)
+    col_phases = _phase_axis(geo.W, left, s1)
+    rows = max(geo.H_out, max(n for _, _, n in row_phases))
+    width = max(geo.W_out, max(n for _, _, n in col_phases))
     phase = geo.C_in * geo.N * rows * width
-    starts = []
+    starts, edges = [], []
     for i in range(geo.KH):
         u, a = divmod(i * d0, s0)
+        du = u - row_phases[a][0]  # stored row read by output row p: p + du
         for j in range(geo.KW):
             v, b = divmod(j * d1, s1)
-            starts.append((a * s1 + b) * phase + u * width + v)
-    pieces = []
-    for a in range(s0):
-        u0 = max(0, -(-(top - a) // s0))  # first phase row that holds an input row
-        h0 = a + s0 * u0 - top  # ... and that input row
-        nh = len(range(h0, geo.H, s0))
-        for b in range(s1):
-            v0 = max(0, -(-(left - b) // s1))
-            w0 = b + s1 * v0 - left
-            nw = len(range(w0, geo.W, s1))
-            pieces.append((a, b, (slice(h0, geo.H, s0), slice(w0, geo.W, s1)),
-                           (slice(u0, u0 + nh), slice(v0, v0 + nw))))
-    spare = max(start % phase for start in starts) if phase else 0
-    return _Layout(rows, width, s0 * s1 * phase + spare, tuple(starts), tuple(pieces))
+            dv = v - col_phases[b][0]
+            starts.append((a * s1 + b) * phase + du * width + dv)
+            edges.append((min(rows, max(0, -du)), min(rows, max(0, du)),
+                          min(width, max(0, -dv)), min(width, max(0, dv))))
+    front = max(0, -min(starts))
+    back = max(0, max(starts) + phase - s0 * s1 * phase)  # a run is one phase long
+    pieces = tuple(
+        (a, b, (slice(h0, geo.H, s0), slice(w0, geo.W, s1)), (slice(0, nh), slice(0, nw)))
+        for a, (_, h0, nh) in enumerate(row_phases)
+        for b, (_, w0, nw) in enumerate(col_phases)
+    )
+    return _Layout(rows, width, front, front + s0 * s1 * phase + back,
+                   tuple(front + start for start in starts), tuple(edges), pieces)
 
 
 # --- Workspace: scratch arrays kept between calls -----------------------------
@@ -152,6 +181,19 @@ def _layout(geo: Geometry) -> _Layout:
 # changed in place in between is noticed.
 
 _KEEP_BYTES = 32 * 2**20
+
+
+def _pitch(M: int) -> int:
+    """How far apart to store the rows of a matrix with M columns: M, or a little more.
+
+    Rows a multiple of 512 bytes apart fall into the same few sets of the CPU's
+    caches, so a matrix product keeps evicting the rows it is working on: with
+    8192 columns (the first benchmark shape) the forward and input-gradient
+    products took a quarter to a third longer than with rows 8208 apart.
+    BLAS accepts rows further apart than their length; the extra columns are
+    never read.
+    """
+    return M + 16 if M % 128 == 0 else M
 
 
 class _Workspace(threading.local):
@@ -196,38 +238,66 @@ class _Workspace(threading.local):
 _work = _Workspace()
 
 
-def _split(x: Array, geo: Geometry, lay: _Layout) -> Array:
-    """x zero-padded and split into phases, flat: see :class:`_Layout`."""
+def _phases(flat: Array, geo: Geometry, lay: _Layout) -> Array:
+    """The phases inside a flat buffer of the layout, as (s_h, s_w, C_in, N, rows, width)."""
     (s0, s1) = geo.stride
+    shape = (s0, s1, geo.C_in, geo.N, lay.rows, lay.width)
+    return flat[lay.front : lay.front + math.prod(shape)].reshape(shape)
+
+
+def _split(x: Array, geo: Geometry, lay: _Layout) -> Array:
+    """x split into phases and stored flat, without its padding: see :class:`_Layout`."""
     xs = _work.array("split", (lay.size,), x.dtype)
-    xs.fill(0)
-    phases = xs[: s0 * s1 * geo.C_in * geo.N * lay.rows * lay.width]
-    phases = phases.reshape(s0, s1, geo.C_in, geo.N, lay.rows, lay.width)
+    phases = _phases(xs, geo, lay)
     x_cn = x.transpose(1, 0, 2, 3)  # channels first, like the stack
+    if len(lay.pieces) == 1 and lay.pieces[0][3] == (slice(0, lay.rows), slice(0, lay.width)):
+        xs[: lay.front] = 0  # the input fills the stored images: only the spare ends need zeros
+        xs[lay.front + phases.size :] = 0
+    else:
+        xs.fill(0)
     for a, b, (hs, ws), (us, vs) in lay.pieces:
         phases[a, b, :, :, us, vs] = x_cn[:, :, hs, ws]
     return xs
+
+
+def _zero_wrapped(a: Array, geo: Geometry) -> None:
+    """Set the wrapped reads of an im2col-shaped array (G, KH*KW*C_in/G, N*rows*width) to zero, in place."""
+    lay = _layout(geo)
+    G, KK = geo.groups, geo.KH * geo.KW
+    a = a.reshape(G, KK, geo.C_in // G, geo.N, lay.rows, lay.width, copy=False)
+    for t, (top, bottom, left, right) in enumerate(lay.edges):
+        if top:
+            a[:, t, :, :, :top] = 0
+        if bottom:
+            a[:, t, :, :, lay.rows - bottom :] = 0
+        if left:
+            a[:, t, ..., :left] = 0
+        if right:
+            a[:, t, ..., lay.width - right :] = 0
 
 
 def _im2col(x: Array, geo: Geometry) -> Array:
     """The im2col matrices, one per group: shape (G, KH*KW*C_in/G, N*rows*width).
 
     Row ``(i, j, c)`` is input channel ``c`` of the group shifted for kernel tap
-    ``(i, j)``; column ``(n, p, q)`` is wide output pixel ``(p, q)`` of image
-    ``n``. (Taps before channels, so that one slice fills a tap's rows.)
+    ``(i, j)``; column ``(n, p, q)`` is output pixel ``(p, q)`` of image ``n``
+    (junk pixels included). (Taps before channels, so that one slice fills a
+    tap's rows.) The rows are stored :func:`_pitch` apart.
     """
     lay = _layout(geo)
     G, KK, Cg = geo.groups, geo.KH * geo.KW, geo.C_in // geo.groups
     M = geo.N * lay.rows * lay.width
-    cols = _work.reuse("cols", geo, x, (G, KK * Cg, M))
+    cols = _work.reuse("cols", geo, x, (G, KK * Cg, _pitch(M)))
     if cols is not None:
-        return cols
+        return cols[:, :, :M]
     xs = _split(x, geo, lay)
-    cols = _work.array("cols", (G, KK, Cg * M), x.dtype)
+    buf = _work.array("cols", (G, KK, Cg, _pitch(M)), x.dtype)
     for t, start in enumerate(lay.starts):  # one slice copy per kernel tap
-        cols[:, t] = xs[start : start + G * Cg * M].reshape(G, Cg * M)
+        buf[:, t, :, :M] = xs[start : start + G * Cg * M].reshape(G, Cg, M)
+    cols = buf.reshape(G, KK * Cg, -1)[:, :, :M]
+    _zero_wrapped(cols, geo)  # those entries read a neighbouring row instead of the padding
     _work.record("cols", geo, x, cols)
-    return cols.reshape(G, KK * Cg, M)
+    return cols
 
 
 def _weight_matrix(w: Array, geo: Geometry) -> Array:
@@ -237,29 +307,31 @@ def _weight_matrix(w: Array, geo: Geometry) -> Array:
     return w.transpose(0, 1, 3, 2).reshape(G, geo.C_out // G, -1)
 
 
-def _wide_grad_out(grad_out: Array, geo: Geometry) -> Array:
-    """grad_out on the wide grid, channels first: (G, C_out/G, N*rows*width).
+def _grad_out_matrix(grad_out: Array, geo: Geometry) -> Array:
+    """grad_out as matrices with im2col's columns, channels first: (G, C_out/G, N*rows*width).
 
     The junk pixels get a zero gradient, so the products below add nothing for them.
     """
     lay = _layout(geo)
-    shape = (geo.groups, geo.C_out // geo.groups, geo.N * lay.rows * lay.width)
-    go = _work.reuse("grad_out", geo, grad_out, shape)
+    G, M = geo.groups, geo.N * lay.rows * lay.width
+    go = _work.reuse("grad_out", geo, grad_out, (G, geo.C_out // G, _pitch(M)))
     if go is not None:
-        return go
-    go = _work.array("grad_out", (geo.C_out, geo.N, lay.rows, lay.width), grad_out.dtype)
-    go[:, :, : geo.H_out, : geo.W_out] = grad_out.transpose(1, 0, 2, 3)
+        return go[:, :, :M]
+    buf = _work.array("grad_out", (G, geo.C_out // G, _pitch(M)), grad_out.dtype)
+    go = buf[:, :, :M]
+    images = go.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
+    images[:, :, : geo.H_out, : geo.W_out] = grad_out.transpose(1, 0, 2, 3)
     _zero_junk(go, geo)
     _work.record("grad_out", geo, grad_out, go)
-    return go.reshape(shape)
+    return go
 
 
 def _zero_junk(a: Array, geo: Geometry) -> None:
-    """Set the junk pixels of an array of wide images (..., rows, width) to zero, in place."""
+    """Set the junk pixels of matrices with im2col's columns (G, R, N*rows*width) to zero, in place."""
     lay = _layout(geo)
-    a = a.reshape(-1, lay.rows, lay.width)
-    a[:, geo.H_out :] = 0
-    a[:, : geo.H_out, geo.W_out :] = 0
+    a = a.reshape(a.shape[:-1] + (geo.N, lay.rows, lay.width), copy=False)
+    a[..., geo.H_out :, :] = 0
+    a[..., : geo.H_out, geo.W_out :] = 0
 
 
 def conv2d(
@@ -304,13 +376,15 @@ def conv2d(
     G, Og = geo.groups, geo.C_out // geo.groups
     cols = _im2col(x, geo)  # (G, KH*KW*C_in/G, N*rows*width)
     # The whole layer: one matrix product per group, over every image at once.
-    wide = _work.array("product", (G, Og, cols.shape[2]), x.dtype)
-    np.matmul(_weight_matrix(w, geo), cols, out=wide)
-    wide = wide.reshape(geo.C_out, geo.N, lay.rows, lay.width)[:, :, : geo.H_out, : geo.W_out]
+    M = cols.shape[2]
+    result = _work.array("product", (G, Og, _pitch(M)), x.dtype)[:, :, :M]
+    np.matmul(_weight_matrix(w, geo), cols, out=result)
+    result = result.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
+    result = result[:, :, : geo.H_out, : geo.W_out]
     # Drop the junk pixels and put the images first again, then add the bias (to the
     # contiguous result: NumPy copies strided arrays fast but adds them slowly).
     out = np.empty(geo.out_shape, dtype=x.dtype)
-    np.copyto(out, wide.transpose(1, 0, 2, 3))
+    np.copyto(out, result.transpose(1, 0, 2, 3))
     if b is not None:
         out += b.reshape(-1, 1, 1)
     return out
@@ -353,7 +427,7 @@ def conv2d_grad_weight(
     geo = check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, groups)
     G, Og, Cg = geo.groups, geo.C_out // geo.groups, geo.C_in // geo.groups
     cols = _im2col(x, geo)  # (G, KH*KW*C_in/G, N*rows*width), often the forward's own
-    go = _wide_grad_out(grad_out, geo)  # (G, C_out/G, N*rows*width)
+    go = _grad_out_matrix(grad_out, geo)  # (G, C_out/G, N*rows*width)
     # The sum over n, p, q is the inner dimension of one matrix product per group.
     # (OpenBLAS is faster at cols @ go^T than at go @ cols^T; the transpose is free.)
     with np.errstate(invalid="ignore"):
@@ -406,30 +480,32 @@ def conv2d_grad_input(
     """
     geo = check_backward_input(input_shape, w, grad_out, stride, padding, dilation, groups)
     lay = _layout(geo)
-    G, KK = geo.groups, geo.KH * geo.KW
-    go = _wide_grad_out(grad_out, geo)  # (G, C_out/G, N*rows*width), zero on junk pixels
+    G, KK, Cg = geo.groups, geo.KH * geo.KW, geo.C_in // geo.groups
+    go = _grad_out_matrix(grad_out, geo)  # (G, C_out/G, N*rows*width), zero on junk pixels
     w_mat = _weight_matrix(w, geo)  # (G, C_out/G, KH*KW*C_in/G)
     # The gradient of every im2col entry, one product per group.
-    cols = _work.array("product", (G, w_mat.shape[2], go.shape[2]), w.dtype)
+    M = go.shape[2]
+    cols = _work.array("product", (G, KK * Cg, _pitch(M)), w.dtype)[:, :, :M]
     if np.isfinite(w).all():
         np.matmul(w_mat.transpose(0, 2, 1), go, out=cols)
     else:  # junk pixels would get 0 * inf = nan; they must add nothing
         with np.errstate(invalid="ignore"):
             np.matmul(w_mat.transpose(0, 2, 1), go, out=cols)
         _zero_junk(cols, geo)
-    cols = cols.reshape(G, KK, -1)
+    # Wrapped reads took no part in the forward pass: their gradient must not be added
+    # back, since their run position is a neighbouring pixel, not the padding.
+    _zero_wrapped(cols, geo)
+    cols = cols.reshape(G, KK, Cg, M, copy=False)
 
     # col2im: the rows of tap t were copied from one slice of the split input,
     # so their gradient is added back there. Windows overlap, hence +=.
     grad_split = _work.array("grad_split", (lay.size,), w.dtype)
     grad_split.fill(0)
     for t, start in enumerate(lay.starts):
-        run = grad_split[start : start + G * cols.shape[2]].reshape(G, -1)
+        run = grad_split[start : start + G * Cg * M].reshape(G, Cg, M)
         run += cols[:, t]
-    # Undo the split: every input pixel sits in exactly one phase; padding is dropped.
-    (s0, s1) = geo.stride
-    phases = grad_split[: s0 * s1 * geo.C_in * geo.N * lay.rows * lay.width]
-    phases = phases.reshape(s0, s1, geo.C_in, geo.N, lay.rows, lay.width)
+    # Undo the split: every input pixel sits in exactly one phase.
+    phases = _phases(grad_split, geo, lay)
     grad_x = np.empty((geo.N, geo.C_in, geo.H, geo.W), dtype=w.dtype)
     grad_x_cn = grad_x.transpose(1, 0, 2, 3)
     for a, b, (hs, ws), (us, vs) in lay.pieces:

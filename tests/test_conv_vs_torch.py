@@ -34,6 +34,10 @@ CASES = {
     "same_dilated": (1, 2, 2, 9, 9, 3, 2, 1, "same", 2, 1),
     "valid_stride2": (2, 2, 2, 7, 7, 3, 3, 2, "valid", 1, 1),
     "kernel_fills_input": (2, 2, 3, 4, 5, 4, 5, 1, 0, 1, 1),
+    # N * H_out * W_out = 128: convlib stores the matrices' rows further apart than
+    # their length (convlib.conv._pitch), as it does for the first benchmark shape
+    "rows_pitched": (2, 3, 4, 8, 8, 3, 3, 1, 1, 1, 1),
+    "rows_pitched_stride2": (2, 2, 3, 16, 16, 3, 3, 2, 1, 1, 1),
 }
 
 
@@ -81,6 +85,54 @@ def test_conv2d_grad_input_unused_rows_get_zero():
     assert grad_x.shape == x.shape
     assert np.all(grad_x[..., 7, :] == 0) and np.all(grad_x[..., :, 7] == 0)
     np.testing.assert_allclose(grad_x, ref["grad_x"], RTOL64, ATOL64)
+
+
+# Where an inf sits matters to convlib: a window hanging over the image's edge
+# reads a neighbouring pixel in convlib's layout (set to zero afterwards), and
+# surplus "junk" output pixels multiply whatever they read by a zero gradient
+# (0 * inf = nan). Corner and edge pixels, with and without padding, stride 1 and 2.
+INF_CASES = {
+    "same_corner": ((2, 2, 3, 6, 7, 3, 3, 1, 1, 1, 1), (1, 0, 0, 0)),
+    "same_right_edge": ((2, 2, 3, 6, 7, 3, 3, 1, 1, 1, 1), (0, 1, 3, 6)),
+    "valid_last_column": ((2, 2, 3, 6, 7, 3, 3, 1, 0, 1, 1), (1, 1, 2, 6)),
+    "valid_bottom_row": ((2, 2, 3, 6, 7, 3, 3, 1, 0, 1, 1), (0, 0, 5, 3)),
+    "stride2_edge": ((2, 2, 3, 9, 8, 3, 3, 2, 1, 1, 1), (1, 1, 8, 7)),
+}
+
+
+@pytest.mark.parametrize("case, where", INF_CASES.values(), ids=INF_CASES.keys())
+def test_inf_in_x_or_w_spreads_like_torch(case, where):
+    N, C_in, C_out, H, W, KH, KW, s, p, d, g = case
+    x, w, b = make_case(50, N, C_in, C_out, H, W, KH, KW, g)
+    x[where] = np.inf
+    ref = torch_reference(x, w, b, 51, s, p, d, g)
+    go = ref["grad_out"]
+    assert np.isinf(ref["out"]).any() and np.isfinite(ref["grad_w"]).any()  # the case means something
+    np.testing.assert_allclose(convlib.conv2d(x, w, b, s, p, d, g), ref["out"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g), ref["grad_w"], RTOL64, ATOL64)
+    # an inf weight reaches the input gradient
+    w_inf = w.copy()
+    w_inf[0, 0, KH - 1, 0] = -np.inf
+    ref = torch_reference(x, w_inf, b, 51, s, p, d, g)
+    np.testing.assert_allclose(
+        convlib.conv2d_grad_input(x.shape, w_inf, go, s, p, d, g), ref["grad_x"], RTOL64, ATOL64
+    )
+
+
+def test_changes_in_place_between_calls_are_seen():
+    # convlib keeps the im2col matrix of x and the rearranged grad_out between calls;
+    # arrays changed in place since must not get the old ones.
+    N, C_in, C_out, H, W, KH, KW, s, p, d, g = CASES["stride2_pad1"]
+    x, w, b = make_case(60, N, C_in, C_out, H, W, KH, KW, g)
+    go = torch_reference(x, w, b, 61, s, p, d, g)["grad_out"]
+    convlib.conv2d(x, w, b, s, p, d, g)
+    convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g)
+    x[0, 1, 2, 3] += 1.0
+    go[1, 0, 1, 1] -= 2.0
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    F.conv2d(xt, wt, None, s, p, d, g).backward(torch.tensor(go))
+    np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g), wt.grad.numpy(), RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g), xt.grad.numpy(), RTOL64, ATOL64)
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
