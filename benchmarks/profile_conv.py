@@ -15,7 +15,8 @@ Against that it prints the floor: the three matrix products at the rate NumPy
 reaches on a large float32 product, and at the rate it reaches on these very
 products when each runs alone with warm caches. Finally it times the public
 calls back to back, and alternating with PyTorch's step (the benchmark's
-condition), to show what alternating costs each library.
+condition), to show what alternating costs each library, and which of convlib's
+calls pays for it.
 
 A measurement, not a test. Timings on shared machines move by a factor of two
 from one minute to the next: compare figures from the same run.
@@ -229,6 +230,24 @@ def main() -> None:
         c, t = time_pair(mine, theirs, opts.repeats, block)
         print(f"  {label:13s} convlib {median_ms(c):6.3f} ms  torch {median_ms(t):6.3f} ms"
               f"  ratio {median_ms(c) / median_ms(t):.2f}")
+
+    # Which call pays for alternating? Each public call timed on its own, in convlib
+    # steps run back to back, then in steps that each follow one of PyTorch's.
+    calls = {
+        "conv2d": lambda x, w, b, go: convlib.conv2d(x, w, b, s, p, d, g),
+        "grad_input": lambda x, w, b, go: convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g),
+        "grad_weight": lambda x, w, b, go: convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g),
+        "grad_bias": lambda x, w, b, go: convlib.conv2d_grad_bias(go),
+    }
+    print("\neach public call, median ms " + "".join(f"{name:>13s}" for name in calls))
+    for label, after_torch in (("back to back", False), ("after PyTorch's step", True)):
+        per_call: dict[str, list[float]] = defaultdict(list)
+        for i in range(opts.repeats + 1):
+            if after_torch:
+                theirs()
+            for name, call in calls.items():
+                per_call[name].append(timed(call, *sets[i % 2]))
+        print(f"  {label:25s}" + "".join(f"{median_ms(v[1:]):13.3f}" for v in per_call.values()))
 
 
 if __name__ == "__main__":

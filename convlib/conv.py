@@ -117,9 +117,11 @@ class _Layout(NamedTuple):
     front: int  # spare elements before the first phase, for runs that start before it
     size: int  # elements of the flat buffer, with spare elements at both ends
     starts: tuple[int, ...]  # per tap (row-major), where its run begins in the buffer
-    # per tap: how many output rows at the top and bottom, and columns at the left and
-    # right, read across the stored image's edge (wrapped reads, to be set to zero)
-    edges: tuple[tuple[int, int, int, int], ...]
+    # per kernel row i: how many output rows at the top and at the bottom read across
+    # the stored image's edge (wrapped reads, to be set to zero); per kernel column j:
+    # how many output columns at the left and at the right
+    row_edges: tuple[tuple[int, int], ...]
+    col_edges: tuple[tuple[int, int], ...]
     # per phase: (a, b, (rows, cols) of the unpadded input it holds, (rows, cols) where they are stored)
     pieces: tuple[tuple[int, int, tuple[slice, slice], tuple[slice, slice]], ...]
 
@@ -143,16 +145,14 @@ def _layout(geo: Geometry) -> _Layout:
     rows = max(geo.H_out, max(n for _, _, n in row_phases))
     width = max(geo.W_out, max(n for _, _, n in col_phases))
     phase = geo.C_in * geo.N * rows * width
-    starts, edges = [], []
-    for i in range(geo.KH):
-        u, a = divmod(i * d0, s0)
-        du = u - row_phases[a][0]  # stored row read by output row p: p + du
-        for j in range(geo.KW):
-            v, b = divmod(j * d1, s1)
-            dv = v - col_phases[b][0]
-            starts.append((a * s1 + b) * phase + du * width + dv)
-            edges.append((min(rows, max(0, -du)), min(rows, max(0, du)),
-                          min(width, max(0, -dv)), min(width, max(0, dv))))
+    row_steps = [divmod(i * d0, s0) for i in range(geo.KH)]  # (phase row offset u, phase a)
+    col_steps = [divmod(j * d1, s1) for j in range(geo.KW)]
+    du = [u - row_phases[a][0] for u, a in row_steps]  # output row p reads stored row p + du
+    dv = [v - col_phases[b][0] for v, b in col_steps]
+    starts = [(a * s1 + b) * phase + du[i] * width + dv[j]
+              for i, (_, a) in enumerate(row_steps) for j, (_, b) in enumerate(col_steps)]
+    row_edges = tuple((min(rows, max(0, -k)), min(rows, max(0, k))) for k in du)
+    col_edges = tuple((min(width, max(0, -k)), min(width, max(0, k))) for k in dv)
     front = max(0, -min(starts))
     back = max(0, max(starts) + phase - s0 * s1 * phase)  # a run is one phase long
     pieces = tuple(
@@ -161,7 +161,7 @@ def _layout(geo: Geometry) -> _Layout:
         for b, (_, w0, nw) in enumerate(col_phases)
     )
     return _Layout(rows, width, front, front + s0 * s1 * phase + back,
-                   tuple(front + start for start in starts), tuple(edges), pieces)
+                   tuple(front + start for start in starts), row_edges, col_edges, pieces)
 
 
 # --- Workspace: scratch arrays kept between calls -----------------------------
@@ -263,17 +263,18 @@ def _split(x: Array, geo: Geometry, lay: _Layout) -> Array:
 def _zero_wrapped(a: Array, geo: Geometry) -> None:
     """Set the wrapped reads of an im2col-shaped array (G, KH*KW*C_in/G, N*rows*width) to zero, in place."""
     lay = _layout(geo)
-    G, KK = geo.groups, geo.KH * geo.KW
-    a = a.reshape(G, KK, geo.C_in // G, geo.N, lay.rows, lay.width, copy=False)
-    for t, (top, bottom, left, right) in enumerate(lay.edges):
+    G = geo.groups
+    a = a.reshape(G, geo.KH, geo.KW, geo.C_in // G, geo.N, lay.rows, lay.width, copy=False)
+    for i, (top, bottom) in enumerate(lay.row_edges):  # all taps of kernel row i at once
         if top:
-            a[:, t, :, :, :top] = 0
+            a[:, i, ..., :top, :] = 0
         if bottom:
-            a[:, t, :, :, lay.rows - bottom :] = 0
+            a[:, i, ..., lay.rows - bottom :, :] = 0
+    for j, (left, right) in enumerate(lay.col_edges):
         if left:
-            a[:, t, ..., :left] = 0
+            a[:, :, j, ..., :left] = 0
         if right:
-            a[:, t, ..., lay.width - right :] = 0
+            a[:, :, j, ..., lay.width - right :] = 0
 
 
 def _im2col(x: Array, geo: Geometry) -> Array:
