@@ -15,8 +15,9 @@ Against that it prints the floor: the three matrix products at the rate NumPy
 reaches on a large float32 product, and at the rate it reaches on these very
 products when each runs alone with warm caches. Finally it times the public
 calls back to back, and alternating with PyTorch's step (the benchmark's
-condition), to show what alternating costs each library, and which of convlib's
-calls pays for it.
+condition), to show what alternating costs each library and which of convlib's
+calls pays for it, and (on Linux) how long each library's worker threads keep
+spinning on a core after its step.
 
 A measurement, not a test. Timings on shared machines move by a factor of two
 from one minute to the next: compare figures from the same run.
@@ -25,11 +26,13 @@ from one minute to the next: compare figures from the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from threading import get_native_id as threading_id
 
 import numpy as np
 
@@ -76,8 +79,14 @@ class Steps:
         self.go_mat = np.empty((self.G, self.Og, P), np.float32)[:, :, :M]
         self.grad_split = np.empty(lay.size, np.float32)
         self.x_copy = np.empty_like(x)
-        self.go_copy = np.empty_like(go)
         self.args = (s, p, d, g)
+
+    def grad_out_matrix(self, go):
+        geo, lay = self.geo, self.lay
+        images = self.go_mat.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
+        images[:, :, : geo.H_out, : geo.W_out] = go.transpose(1, 0, 2, 3)
+        C._zero_junk(self.go_mat, geo)
+        return self.go_mat
 
     def run(self, x, w, b, go, times: dict[str, list[float]] | None = None):
         geo, lay, G, Og, Cg, KK, M = self.geo, self.lay, self.G, self.Og, self.Cg, self.KK, self.M
@@ -109,11 +118,7 @@ class Steps:
         out += b.reshape(-1, 1, 1)
         mark("fwd: drop junk, images first, bias")
         # --- conv2d_grad_input
-        go_mat = self.go_mat
-        images = go_mat.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
-        images[:, :, : geo.H_out, : geo.W_out] = go.transpose(1, 0, 2, 3)
-        C._zero_junk(go_mat, geo)
-        np.copyto(self.go_copy, go)
+        go_mat = self.grad_out_matrix(go)
         mark("gi: grad_out to the layout, channels first")
         np.isfinite(w).all()  # convlib's guard against inf/nan weights, timed
         np.matmul(w_mat.transpose(0, 2, 1), go_mat, out=self.prod_gi)
@@ -132,10 +137,12 @@ class Steps:
         for a, bb, (hs, ws), (us, vs) in lay.pieces:
             grad_x_cn[:, :, hs, ws] = phases[a, bb, :, :, us, vs]
         mark("gi: undo the split")
-        # --- conv2d_grad_weight (reuses im2col and the grad_out matrix after comparing)
+        # --- conv2d_grad_weight (reuses im2col after comparing x, rearranges grad_out again)
         u32 = np.uint32  # timed for what it costs; equal by construction here
-        np.array_equal(self.x_copy.view(u32), x.view(u32)) and np.array_equal(self.go_copy.view(u32), go.view(u32))
-        mark("gw: compare x and grad_out with the kept copies")
+        np.array_equal(self.x_copy.view(u32), x.view(u32))
+        mark("gw: compare x with the kept copy")
+        go_mat = self.grad_out_matrix(go)
+        mark("gw: grad_out to the layout again")
         grad_w = cols @ go_mat.transpose(0, 2, 1)
         mark("gw: matrix product")
         np.isfinite(grad_w).all()
@@ -161,7 +168,38 @@ def timed(f, *args):
     return time.perf_counter() - t0
 
 
+def thread_ids() -> set[int]:
+    """This process's threads (Linux); empty where /proc is not there."""
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def running_for(step, tids: set[int], window: float = 0.3) -> float | None:
+    """How long after ``step()`` returns one of ``tids`` is still running (state R), in seconds.
+
+    The main thread sleeps meanwhile, so a worker thread that is spin-waiting for
+    its next job shows as running until it gives up and blocks.
+    """
+    step()
+    t0 = time.perf_counter()
+    last = None
+    while (now := time.perf_counter()) - t0 < window:
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state == "R":
+                last = now - t0
+        time.sleep(0.0002)
+    return last
+
+
 def main() -> None:
+    numpy_threads = thread_ids() - {threading_id()}  # OpenBLAS starts its threads when NumPy loads
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", type=parse_shape, default=(8, 16, 32, 32, 3, 1, 1, 1, 1))
     parser.add_argument("--repeats", type=int, default=41)
@@ -248,6 +286,17 @@ def main() -> None:
             for name, call in calls.items():
                 per_call[name].append(timed(call, *sets[i % 2]))
         print(f"  {label:25s}" + "".join(f"{median_ms(v[1:]):13.3f}" for v in per_call.values()))
+
+    # Why: worker threads wait for their next job by spinning, on a machine with few cores.
+    torch_threads = thread_ids() - numpy_threads - {threading_id()}
+    if numpy_threads and torch_threads:
+        print("\nhow long worker threads keep running after their library's step (median of 5, Linux /proc)")
+        for label, step, tids in (("PyTorch's OpenMP worker(s)", theirs, torch_threads),
+                                  ("NumPy's OpenBLAS worker(s)", mine, numpy_threads)):
+            spins = [running_for(step, tids) for _ in range(5)]
+            shown = [s for s in spins if s is not None]
+            figure = f"{statistics.median(shown) * 1e3:6.1f} ms" if shown else "not seen running"
+            print(f"  {label:28s} {figure}  ({len(tids)} thread(s))")
 
 
 if __name__ == "__main__":

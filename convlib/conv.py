@@ -174,11 +174,13 @@ def _layout(geo: Geometry) -> _Layout:
 #
 # Reuse between calls. A training step calls conv2d(x, ...), then
 # conv2d_grad_input(..., grad_out) and conv2d_grad_weight(x, ..., grad_out):
-# the im2col matrix of x would be built twice, and grad_out rearranged twice.
-# So for those two buffers the workspace also keeps a copy of the array each was
-# built from; a later call with the same geometry and a bit-for-bit equal array
-# takes the buffer as it is. Comparing is cheaper than rebuilding, and an input
-# changed in place in between is noticed.
+# the im2col matrix of x would be built twice. So for that buffer the workspace
+# also keeps a copy of the x it was built from; a later call with the same
+# geometry and a bit-for-bit equal x takes the buffer as it is. Comparing is
+# cheaper than rebuilding (im2col writes KH*KW times the size of x), and an
+# input changed in place in between is noticed. (grad_out is only rearranged,
+# one read and one write of its size, as cheap as comparing it: it is simply
+# rearranged again.)
 
 _KEEP_BYTES = 32 * 2**20
 
@@ -315,15 +317,10 @@ def _grad_out_matrix(grad_out: Array, geo: Geometry) -> Array:
     """
     lay = _layout(geo)
     G, M = geo.groups, geo.N * lay.rows * lay.width
-    go = _work.reuse("grad_out", geo, grad_out, (G, geo.C_out // G, _pitch(M)))
-    if go is not None:
-        return go[:, :, :M]
-    buf = _work.array("grad_out", (G, geo.C_out // G, _pitch(M)), grad_out.dtype)
-    go = buf[:, :, :M]
+    go = _work.array("grad_out", (G, geo.C_out // G, _pitch(M)), grad_out.dtype)[:, :, :M]
     images = go.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
     images[:, :, : geo.H_out, : geo.W_out] = grad_out.transpose(1, 0, 2, 3)
     _zero_junk(go, geo)
-    _work.record("grad_out", geo, grad_out, go)
     return go
 
 
