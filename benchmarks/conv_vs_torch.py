@@ -51,11 +51,12 @@ SHAPES = [
 ]
 
 
-def run_convlib(x, w, b, go, s, p, d, g):
-    convlib.conv2d(x, w, b, s, p, d, g)
-    convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g)
-    convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g)
-    convlib.conv2d_grad_bias(go)
+def run_convlib(x, w, b, go, s, p, d, g, lib=convlib):
+    """One training step of ``lib`` (convlib, or another version of it: see ab_convlib.py)."""
+    lib.conv2d(x, w, b, s, p, d, g)
+    lib.conv2d_grad_input(x.shape, w, go, s, p, d, g)
+    lib.conv2d_grad_weight(x, w.shape, go, s, p, d, g)
+    lib.conv2d_grad_bias(go)
 
 
 def run_torch(xt, wt, bt, got, s, p, d, g):

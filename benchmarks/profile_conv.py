@@ -176,7 +176,7 @@ def thread_ids() -> set[int]:
         return set()
 
 
-def running_for(step, tids: set[int], window: float = 0.3) -> float | None:
+def running_for(step, tids: set[int], window: float = 0.2) -> float | None:
     """How long after ``step()`` returns one of ``tids`` is still running (state R), in seconds.
 
     The main thread sleeps meanwhile, so a worker thread that is spin-waiting for
@@ -290,10 +290,10 @@ def main() -> None:
     # Why: worker threads wait for their next job by spinning, on a machine with few cores.
     torch_threads = thread_ids() - numpy_threads - {threading_id()}
     if numpy_threads and torch_threads:
-        print("\nhow long worker threads keep running after their library's step (median of 5, Linux /proc)")
+        print("\nhow long worker threads keep running after their library's step (median of 3, Linux /proc)")
         for label, step, tids in (("PyTorch's OpenMP worker(s)", theirs, torch_threads),
                                   ("NumPy's OpenBLAS worker(s)", mine, numpy_threads)):
-            spins = [running_for(step, tids) for _ in range(5)]
+            spins = [running_for(step, tids) for _ in range(3)]
             shown = [s for s in spins if s is not None]
             figure = f"{statistics.median(shown) * 1e3:6.1f} ms" if shown else "not seen running"
             print(f"  {label:28s} {figure}  ({len(tids)} thread(s))")

@@ -1,4 +1,8 @@
-"""The profiling script's written-out steps must still be convlib's: it refuses to time them otherwise."""
+"""The benchmark scripts still run and refuse what they cannot measure.
+
+The profiling script's written-out steps must still be convlib's (it refuses to
+time them otherwise); the A/B script must import an earlier commit's convlib.
+"""
 
 from __future__ import annotations
 
@@ -24,3 +28,20 @@ def test_profile_rejects_a_malformed_shape():
     done = subprocess.run([sys.executable, str(SCRIPT), "--shape", "8,16,32"], capture_output=True, text=True)
     assert done.returncode != 0
     assert "--shape needs 9 comma-separated ints" in done.stderr
+
+
+AB_SCRIPT = SCRIPT.parent / "ab_convlib.py"
+
+
+def test_ab_times_an_earlier_commit_against_the_working_tree():
+    done = subprocess.run([sys.executable, str(AB_SCRIPT), "HEAD", "--repeats", "2", "--shape", "2,3,4,6,3,1,1,1,1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = [line for line in done.stdout.splitlines() if line.startswith("2,3,4,6,3,1,1,1,1")]
+    assert len(row) == 1 and row[0].rstrip().endswith("%"), done.stdout
+
+
+def test_ab_rejects_an_unknown_revision():
+    done = subprocess.run([sys.executable, str(AB_SCRIPT), "no-such-revision"], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "git archive no-such-revision failed" in done.stderr
