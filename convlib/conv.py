@@ -85,9 +85,10 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
 #
 # Wrapped reads. A window that hangs over the image's edge reads, in the flat
 # stack, the end of the previous row (or the start of the next one, or the
-# neighbouring image) instead of the zeros of the padding. Those entries are
-# known in advance: for tap (i, j) they are the first or last few output rows
-# and columns. The im2col matrix sets them to zero after the copy, and the input
+# neighbouring image) instead of the zeros of the padding. (A read outside the
+# stored image can only be meant for the padding: each stored image holds every
+# input pixel of its phase.) Those entries are known in advance: for tap (i, j)
+# they are the first or last few output rows and columns. The im2col matrix sets them to zero after the copy, and the input
 # gradient sets them to zero before adding its rows back, so that nothing is
 # added to the wrong pixel. This is why the rows are stored without their
 # padding: the output and the stored images then have the same size (for
