@@ -199,7 +199,9 @@ def running_for(step, tids: set[int], window: float = 0.2) -> float | None:
 
 
 def main() -> None:
-    numpy_threads = thread_ids() - {threading_id()}  # OpenBLAS starts its threads when NumPy loads
+    # Threads before any PyTorch operation: OpenBLAS starts its workers when NumPy loads, PyTorch
+    # its OpenMP workers at its first parallel operation.
+    numpy_threads = thread_ids() - {threading_id()}
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", type=parse_shape, default=(8, 16, 32, 32, 3, 1, 1, 1, 1))
     parser.add_argument("--repeats", type=int, default=41)
@@ -294,7 +296,7 @@ def main() -> None:
         for label, step, tids in (("PyTorch's OpenMP worker(s)", theirs, torch_threads),
                                   ("NumPy's OpenBLAS worker(s)", mine, numpy_threads)):
             spins = [running_for(step, tids) for _ in range(3)]
-            shown = [s for s in spins if s is not None]
+            shown = [spin for spin in spins if spin is not None]
             figure = f"{statistics.median(shown) * 1e3:6.1f} ms" if shown else "not seen running"
             print(f"  {label:28s} {figure}  ({len(tids)} thread(s))")
 

@@ -88,9 +88,9 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
 # neighbouring image) instead of the zeros of the padding. (A read outside the
 # stored image can only be meant for the padding: each stored image holds every
 # input pixel of its phase.) Those entries are known in advance: for tap (i, j)
-# they are the first or last few output rows and columns. The im2col matrix sets them to zero after the copy, and the input
-# gradient sets them to zero before adding its rows back, so that nothing is
-# added to the wrong pixel. This is why the rows are stored without their
+# they are the first or last few output rows and columns. The im2col matrix
+# sets them to zero after the copy, and the input gradient sets them to zero
+# before adding its rows back, so that nothing is added to the wrong pixel. This is why the rows are stored without their
 # padding: the output and the stored images then have the same size (for
 # "same" padding and stride 1 they are the input's own size), and there are
 # no wasted columns in the matrix products.
@@ -213,20 +213,29 @@ class _Workspace(threading.local):
                 self.buffers[role] = buf
         return buf[:nbytes].view(dtype).reshape(shape)
 
+    def _matrices(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        *lead, M = shape
+        return self._view(role, (*lead, _pitch(M)), dtype)[..., :M]
+
     def array(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         """An uninitialized array of this shape in the buffer kept for ``role``, to overwrite."""
         self.sources.pop(role, None)
         return self._view(role, shape, dtype)
 
+    def matrices(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        """Like :meth:`array`, for matrices (..., rows, M) fed to BLAS: rows :func:`_pitch` apart."""
+        self.sources.pop(role, None)
+        return self._matrices(role, shape, dtype)
+
     def reuse(self, role: str, geo: Geometry, source: Array, shape: tuple[int, ...]) -> Array | None:
-        """The buffer of ``role`` as it is, if :meth:`record` saw it built from ``source`` under ``geo``."""
+        """The matrices of ``role`` as they are, if :meth:`record` saw them built from ``source`` under ``geo``."""
         saved = self.sources.get(role)
         if saved is None or saved[0] != geo or saved[1].dtype != source.dtype:
             return None
         uint = np.dtype(f"u{source.dtype.itemsize}")  # compare bits: -0.0 != 0.0, nan == nan
         if not np.array_equal(saved[1].view(uint), source.view(uint)):
             return None
-        return self._view(role, shape, source.dtype)
+        return self._matrices(role, shape, source.dtype)
 
     def record(self, role: str, geo: Geometry, source: Array, built: Array) -> None:
         """Remember that ``built``, in the buffer of ``role``, was just made from ``source``."""
@@ -253,11 +262,7 @@ def _split(x: Array, geo: Geometry, lay: _Layout) -> Array:
     xs = _work.array("split", (lay.size,), x.dtype)
     phases = _phases(xs, geo, lay)
     x_cn = x.transpose(1, 0, 2, 3)  # channels first, like the stack
-    if len(lay.pieces) == 1 and lay.pieces[0][3] == (slice(0, lay.rows), slice(0, lay.width)):
-        xs[: lay.front] = 0  # the input fills the stored images: only the spare ends need zeros
-        xs[lay.front + phases.size :] = 0
-    else:
-        xs.fill(0)
+    xs.fill(0)
     for a, b, (hs, ws), (us, vs) in lay.pieces:
         phases[a, b, :, :, us, vs] = x_cn[:, :, hs, ws]
     return xs
@@ -291,14 +296,14 @@ def _im2col(x: Array, geo: Geometry) -> Array:
     lay = _layout(geo)
     G, KK, Cg = geo.groups, geo.KH * geo.KW, geo.C_in // geo.groups
     M = geo.N * lay.rows * lay.width
-    cols = _work.reuse("cols", geo, x, (G, KK * Cg, _pitch(M)))
+    cols = _work.reuse("cols", geo, x, (G, KK * Cg, M))
     if cols is not None:
-        return cols[:, :, :M]
+        return cols
     xs = _split(x, geo, lay)
-    buf = _work.array("cols", (G, KK, Cg, _pitch(M)), x.dtype)
+    cols = _work.matrices("cols", (G, KK * Cg, M), x.dtype)
+    taps = cols.reshape(G, KK, Cg, M, copy=False)
     for t, start in enumerate(lay.starts):  # one slice copy per kernel tap
-        buf[:, t, :, :M] = xs[start : start + G * Cg * M].reshape(G, Cg, M)
-    cols = buf.reshape(G, KK * Cg, -1)[:, :, :M]
+        taps[:, t] = xs[start : start + G * Cg * M].reshape(G, Cg, M)
     _zero_wrapped(cols, geo)  # those entries read a neighbouring row instead of the padding
     _work.record("cols", geo, x, cols)
     return cols
@@ -318,7 +323,7 @@ def _grad_out_matrix(grad_out: Array, geo: Geometry) -> Array:
     """
     lay = _layout(geo)
     G, M = geo.groups, geo.N * lay.rows * lay.width
-    go = _work.array("grad_out", (G, geo.C_out // G, _pitch(M)), grad_out.dtype)[:, :, :M]
+    go = _work.matrices("grad_out", (G, geo.C_out // G, M), grad_out.dtype)
     images = go.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
     images[:, :, : geo.H_out, : geo.W_out] = grad_out.transpose(1, 0, 2, 3)
     _zero_junk(go, geo)
@@ -376,7 +381,7 @@ def conv2d(
     cols = _im2col(x, geo)  # (G, KH*KW*C_in/G, N*rows*width)
     # The whole layer: one matrix product per group, over every image at once.
     M = cols.shape[2]
-    result = _work.array("product", (G, Og, _pitch(M)), x.dtype)[:, :, :M]
+    result = _work.matrices("product", (G, Og, M), x.dtype)
     np.matmul(_weight_matrix(w, geo), cols, out=result)
     result = result.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
     result = result[:, :, : geo.H_out, : geo.W_out]
@@ -484,7 +489,7 @@ def conv2d_grad_input(
     w_mat = _weight_matrix(w, geo)  # (G, C_out/G, KH*KW*C_in/G)
     # The gradient of every im2col entry, one product per group.
     M = go.shape[2]
-    cols = _work.array("product", (G, KK * Cg, _pitch(M)), w.dtype)[:, :, :M]
+    cols = _work.matrices("product", (G, KK * Cg, M), w.dtype)
     if np.isfinite(w).all():
         np.matmul(w_mat.transpose(0, 2, 1), go, out=cols)
     else:  # junk pixels would get 0 * inf = nan; they must add nothing
