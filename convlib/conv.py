@@ -192,7 +192,7 @@ def _pitch(M: int) -> int:
     Rows a multiple of 512 bytes apart fall into the same few sets of the CPU's
     caches, so a matrix product keeps evicting the rows it is working on: with
     8192 columns (the first benchmark shape) the forward and input-gradient
-    products took a quarter to a third longer than with rows 8208 apart.
+    products took a third to nearly a half longer than with rows 8208 apart.
     BLAS accepts rows further apart than their length; the extra columns are
     never read.
     """
