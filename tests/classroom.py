@@ -61,13 +61,17 @@ def write(folder: Path, student: str, assignment: str, nb: nbformat.NotebookNode
 
 
 def grade(assignment: str, submissions: Path, out: Path, *args: str,
-          extra_env: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
-    """Run the instructor's command; return grades.csv as {student_id: row}."""
+          extra_env: dict[str, str] | None = None, cpu: int | None = None) -> dict[str, dict[str, str]]:
+    """Run the instructor's command; return grades.csv as {student_id: row}.
+
+    With `cpu`, the grader and every kernel it starts run on that one processor core only (Linux).
+    """
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                **(extra_env or {}))
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))  # children inherit it
     result = subprocess.run(
         [sys.executable, "-m", "grading", "autograde", assignment, str(submissions), "--out", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800)
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800, preexec_fn=pin)
     assert result.returncode == 0, f"grading failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     with (out / "grades.csv").open() as f:
         return {row["student_id"]: row for row in csv.DictReader(f)}

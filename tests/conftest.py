@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,64 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+AREAS = ("convlib", "book", "assignments", "grading", "repo")  # registered in pytest.ini
+ROOT = Path(__file__).resolve().parents[1]
+# items that pytest collects outside tests/: their area follows from their folder
+FOLDER_AREAS = {"book": "book", "solutions": "assignments", "convlib": "convlib"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group markers
+def pytest_collection_modifyitems(config, items):
+    """Give every test its area, keep what must run together on one xdist worker, refuse unmarked tests.
+
+    nbval items (a notebook's cells, in order, in one kernel) are grouped per notebook; a test module
+    that shares an expensive fixture between its tests names its own group with `xdist_group`.
+    """
+    unmarked = []
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        top = path.relative_to(ROOT).parts[0] if path.is_relative_to(ROOT) else ""
+        if top in FOLDER_AREAS and not any(item.get_closest_marker(area) for area in AREAS):
+            item.add_marker(getattr(pytest.mark, FOLDER_AREAS[top]))
+        if path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.xdist_group(name=str(path.relative_to(ROOT))))
+        if sum(1 for area in AREAS if item.get_closest_marker(area)) != 1:
+            unmarked.append(item.nodeid)
+    if unmarked:
+        raise pytest.UsageError(
+            f"every test needs exactly one area marker of {AREAS} (pytestmark = pytest.mark.<area>); "
+            f"these have none or several: {unmarked[:10]}")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def other_processor() -> dict[str, str]:
+    """Environment variables that make this machine choose other kernels than it would by itself.
+
+    Used to run the chapters (tests/test_any_processor.py) and to grade (tests/test_mutations.py) as
+    another machine would.
+
+    Each setting only ever asks for fewer instructions than the processor has, so it runs anywhere:
+    OpenBLAS's Haswell kernels need AVX2, and without AVX2 the older Nehalem ones are asked for.
+    """
+    flags = _cpu_flags()
+    env = {
+        "ATEN_CPU_CAPABILITY": "default",     # PyTorch's kernels without AVX2/AVX-512
+        "ONEDNN_MAX_CPU_ISA": "AVX2",         # PyTorch's convolutions (oneDNN) at most AVX2
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",    # PyTorch's matrix products (MKL) at most AVX2
+        "OPENBLAS_CORETYPE": "Haswell" if "avx512f" in flags else "Sandybridge" if "avx" in flags else "Nehalem",
+    }
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"                       # one thread: sums in another order than with two
+    return env
 
 
 def torch_reference(x, w, b, grad_out_seed, stride, padding, dilation, groups):

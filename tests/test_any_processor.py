@@ -21,47 +21,25 @@ from pathlib import Path
 
 import pytest
 
+from conftest import other_processor
+
 pytestmark = pytest.mark.book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "book").glob("*.ipynb"))
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-
-
-def other_processor() -> dict[str, str]:
-    """Environment variables that make this machine choose other kernels than it would by itself.
-
-    Each setting only ever asks for fewer instructions than the processor has, so it runs anywhere:
-    OpenBLAS's Haswell kernels need AVX2, and without AVX2 the older Nehalem ones are asked for.
-    """
-    flags = _cpu_flags()
-    env = {
-        "ATEN_CPU_CAPABILITY": "default",     # PyTorch's kernels without AVX2/AVX-512
-        "ONEDNN_MAX_CPU_ISA": "AVX2",         # PyTorch's convolutions (oneDNN) at most AVX2
-        "MKL_ENABLE_INSTRUCTIONS": "AVX2",    # PyTorch's matrix products (MKL) at most AVX2
-        "OPENBLAS_CORETYPE": "Haswell" if "avx512f" in flags else "Sandybridge" if "avx" in flags else "Nehalem",
-    }
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = "1"                       # one thread: sums in another order than with two
-    return env
-
-
-def test_chapter_outputs_hold_under_other_kernels_and_one_thread():
+# one chapter per test, so that xdist spreads them over the workers
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_outputs_hold_under_other_kernels_and_one_thread(chapter):
     env = dict(os.environ, **other_processor(), MPLBACKEND="Agg")
     env.pop("PYTEST_ADDOPTS", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", *CHAPTERS, "-p", "no:cacheprovider", "-q", "--no-header", "-o", "addopts=",
+        [sys.executable, "-m", "pytest", chapter, "-p", "no:cacheprovider", "-q", "--no-header", "-o", "addopts=",
          "--nbval", "--nbval-current-env", "--nbval-cell-timeout=300",
          f"--nbval-sanitize-with={ROOT / 'tests' / 'nbval_sanitize.cfg'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
     assert result.returncode == 0, (
-        f"chapter outputs change with the processor ({other_processor()}):\n" + "\n".join(failed)
+        f"{chapter}: outputs change with the processor ({other_processor()}):\n" + "\n".join(failed)
         + "\n\n" + result.stdout[-6000:] + result.stderr[-2000:])

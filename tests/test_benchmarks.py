@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.convlib
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_conv.py"
 
 

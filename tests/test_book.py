@@ -1,7 +1,11 @@
 """The book: a clean offline build, then every chapter opened in a real browser.
 
 The build runs once per test session into a temporary folder, from scratch
-(``--all``): an incremental build would skip an unchanged notebook that fails.
+(``--all``). It does not execute the chapters: nbval (pytest.ini) has already
+executed each of them and compared every output with the committed one, so the
+build renders the committed outputs, and `test_book_pages_show_the_committed_outputs`
+proves the pages show exactly those. (`make book` builds the same pages with every
+chapter executed, and fails on a cell error: `execute.raise_on_error` in _config.yml.)
 The browser test needs Chromium (Debian package ``chromium``); without it the
 test is skipped locally and fails under ``CI=true``.
 """
@@ -20,8 +24,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
+import nbformat
 import pytest
 import yaml
+
+pytestmark = pytest.mark.book
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]
@@ -31,13 +38,23 @@ CHAPTERS = [entry["file"] for part in PARTS if not part["caption"].startswith("A
 SCREENSHOT = ROOT / "_build" / "screenshot-ch04.png"
 
 
+# the tests that read the built book share its session fixture: one xdist worker runs them all
+pytestmark = [pytestmark, pytest.mark.xdist_group(name="built-book")]
+
+
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
     jb = Path(sys.executable).with_name("jupyter-book")
     assert jb.exists(), f"jupyter-book not installed next to {sys.executable}; run `make test`"
+    # the book's own configuration, with the committed outputs rendered instead of executed again
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "force" and config["execute"]["raise_on_error"] is True
+    config["execute"]["execute_notebooks"] = "off"
+    (out / "_config.yml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
-        [str(jb), "build", str(ROOT), "--all", "-W", "--keep-going", "--path-output", str(out)],
+        [str(jb), "build", str(ROOT), "--all", "-W", "--keep-going", "--path-output", str(out),
+         "--config", str(out / "_config.yml")],
         capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, "book build failed:\n" + result.stdout[-5000:] + result.stderr[-5000:]
@@ -67,6 +84,56 @@ def test_book_chapters_link_their_exercise_notebook(built_book):
         assert links, f"{chapter} has no download link to its exercise"
         for link in links:
             assert (built_book / chapter).parent.joinpath(link).resolve().exists(), link
+
+
+class _Text(HTMLParser):
+    """The text of a page, and the number of images its cell outputs show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.output_images = 0
+        self._inside_output = 0
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "div" and "cell_output" in classes:
+            self._inside_output += 1
+        if tag == "img" and self._inside_output:
+            self.output_images += 1
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def _committed_outputs(chapter: str) -> tuple[list[str], int]:
+    """The committed printed lines of a chapter (stdout and text results) and how many figures it holds."""
+    nb = nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+    lines, images = [], 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data or "image/svg+xml" in data:
+                images += 1
+                continue
+            text = output.get("text") or data.get("text/plain") or ""
+            lines += [line.strip() for line in text.splitlines() if line.strip()]
+    return lines, images
+
+
+@pytest.mark.parametrize("chapter", [page for page in PAGES if (ROOT / f"{page}.ipynb").exists()])
+def test_book_pages_show_the_committed_outputs(chapter, built_book):
+    # the test build renders what is committed (nbval checked it is current): every printed line and
+    # every figure of the notebook must be on the page, so a build that executed nothing or dropped
+    # outputs fails here
+    page = _Text()
+    page.feed((built_book / f"{chapter}.html").read_text())
+    text = " ".join(" ".join(page.parts).split())
+    lines, images = _committed_outputs(chapter)
+    assert lines, f"{chapter} has no committed output"
+    missing = [line for line in lines if " ".join(line.split()) not in text]
+    assert not missing, f"{chapter}: committed outputs not on the page: {missing[:5]}"
+    assert page.output_images == images, f"{chapter}: {images} figures committed, {page.output_images} on the page"
 
 
 class _StrayDollars(HTMLParser):

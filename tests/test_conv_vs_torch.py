@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import convlib
 from conftest import make_case, torch_reference
 
+pytestmark = pytest.mark.convlib
+
 # float64: agreement up to rounding. The absolute floor matters for outputs near
 # zero, where two summation orders differ by ~1e-15 relative to the terms.
 RTOL64 = ATOL64 = 1e-10

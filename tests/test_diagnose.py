@@ -1,4 +1,4 @@
-"""convlib.diagnose on the catalogue of missing gradients (COURSE.md, chapter 8).
+"""convlib.diagnose on the catalogue of missing gradients (chapter 8, book/ch08-debugging-missing-gradients.ipynb).
 
 Each entry is a minimal broken layer. Its test first shows the symptom exactly as
 PyTorch shows it on the model itself (a .grad that is None, a zero gradient, wrong
@@ -20,6 +20,8 @@ from torch import nn
 
 import convlib
 from convlib.diagnosis import CAUSES, Diagnosis, diagnose
+
+pytestmark = pytest.mark.convlib
 
 
 def batch(seed: int = 0, shape=(2, 1, 6, 6)) -> torch.Tensor:

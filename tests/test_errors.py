@@ -8,6 +8,8 @@ import pytest
 import convlib
 from convlib import loops
 
+pytestmark = pytest.mark.convlib
+
 X = np.zeros((2, 4, 6, 6))
 W = np.zeros((3, 4, 3, 3))
 G = np.zeros((2, 3, 4, 4))  # the output shape for X, W with defaults

@@ -8,6 +8,8 @@ import torch
 
 import convlib
 
+pytestmark = pytest.mark.convlib
+
 
 def test_numerical_grad_matches_torch_autograd():
     rng = np.random.default_rng(21)

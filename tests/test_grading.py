@@ -18,6 +18,10 @@ import pytest
 
 import classroom as cr
 
+pytestmark = pytest.mark.grading
+# the tests that read the graded class share its module fixture: one xdist worker runs them all
+ON_THE_CLASS = pytest.mark.xdist_group(name="graded-class")
+
 ASSIGNMENT = "ps03-kernel-gradients"
 CANARY = "HIDDEN-TEST-CANARY"
 
@@ -116,6 +120,7 @@ def graded(tmp_path_factory):
     return {"parallel": parallel, "serial": serial, "base": base}
 
 
+@ON_THE_CLASS
 def test_grading_class_gets_expected_scores_and_statuses(graded):
     rows = graded["parallel"]
     assert set(rows) == set(EXPECTED), "a row for every submission, no more"
@@ -124,6 +129,7 @@ def test_grading_class_gets_expected_scores_and_statuses(graded):
     assert {row["max_score"] for row in rows.values()} == {"11"}
 
 
+@ON_THE_CLASS
 def test_grading_parallel_equals_serial_from_zip(graded):
     base = graded["base"]
     parallel = (base / "out-parallel" / "grades.csv").read_text().splitlines()
@@ -133,6 +139,7 @@ def test_grading_parallel_equals_serial_from_zip(graded):
     assert serial == [parallel[0]] + [line for line in parallel[1:] if line.split(",")[0] in SERIAL]
 
 
+@ON_THE_CLASS
 def test_grading_feedback_never_shows_hidden_tests(graded):
     feedback = graded["base"] / "out-parallel" / "feedback"
     pages = sorted(feedback.rglob("*.html"))
@@ -149,6 +156,7 @@ def test_grading_feedback_never_shows_hidden_tests(graded):
     assert "earns no points" in shortcut
 
 
+@ON_THE_CLASS
 def test_grading_writes_gradebook_histogram_and_placeholders(graded):
     out = graded["base"] / "out-parallel"
     assert (out / "scores.png").read_bytes().startswith(b"\x89PNG")

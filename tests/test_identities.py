@@ -11,6 +11,8 @@ import convlib
 from convlib import loops
 from conftest import make_case
 
+pytestmark = pytest.mark.convlib
+
 TOL = 1e-10  # float64; see test_conv_vs_torch.py for why an absolute floor
 
 
@@ -126,7 +128,7 @@ def test_conv2d_grad_input_stride1_is_full_correlation_with_rotated_kernel(KH, K
     np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, 1, padding, dilation, groups), expected, TOL, TOL)
 
 
-# The worked examples of COURSE.md, chapters 3 and 4.
+# The worked examples of chapters 3 and 4 (book/ch03-kernel-gradients.ipynb, book/ch04-input-gradients.ipynb).
 X3 = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]).reshape(1, 1, 3, 3)
 W3 = np.array([[1.0, 0.0], [0.0, -1.0]]).reshape(1, 1, 2, 2)
 G3 = np.array([[0.1, 0.2], [0.3, 0.4]]).reshape(1, 1, 2, 2)

@@ -10,12 +10,19 @@ answers with one mistake injected, as {answer cell grade_id: wrong source}. Two 
    reference's score is complete. One kernel per worker, its
    namespace reset (`%reset -f`) between mutations; imported modules stay loaded,
    which is what makes running every assignment's mutations affordable. Each must fail a graded cell, and
-   the visible tests' message must name the mistakes listed in MESSAGES.
-2. The mutations a module lists in GRADED (the classic convolution-gradient mistakes)
-   are written into submission notebooks made from the *release* notebook and graded
-   end to end through `python -m grading`, exactly as an instructor would: each must
-   score less than full marks, the reference full marks, and the feedback page the
-   learner receives must name the mistakes listed in MESSAGES.
+   the visible tests' message must name the mistakes listed in MESSAGES. The reference run is the
+   source notebook itself, executed top to bottom: it must raise in no cell at all, graded or not
+   (this is the suite's only execution of the source notebooks; nbval and `nbgrader validate` would
+   run them again for no stronger check).
+2. A sample of three classic mistakes per assignment, listed in GRADED, is written into
+   submission notebooks made from the *release* notebook and graded end to end through
+   `python -m grading`, exactly as an instructor would: each must score less than full
+   marks, the reference full marks, and the feedback page the learner receives must name
+   the mistakes listed in MESSAGES. The grader runs as another machine would, at half
+   this one's speed: other CPU kernels (conftest.other_processor), one thread per kernel
+   (the grader's own setting), and its two lanes sharing one core, so that a grade that
+   depends on the processor or on the grader's speed (ps09 trains a network in float32
+   against a time limit) fails here.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from jupyter_client.manager import start_new_kernel
 
 import classroom as cr
 import mutations
+from conftest import other_processor
+
+pytestmark = pytest.mark.assignments
 
 MODULES = [importlib.import_module(f"mutations.{m.name}") for m in pkgutil.iter_modules(mutations.__path__)]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -44,7 +54,7 @@ def _run_cells(client, cells: list[tuple[str | None, str]], done=lambda errors: 
     Stops early once ``done(errors)`` is true: a mutation needs only to be caught, not fully scored.
     """
     errors = {}
-    for grade_id, source in cells:
+    for index, (grade_id, source) in enumerate(cells):
         msg_id = client.execute(source, store_history=False, allow_stdin=False)
         error = None
         while True:
@@ -58,14 +68,17 @@ def _run_cells(client, cells: list[tuple[str | None, str]], done=lambda errors: 
                 break
         client.get_shell_msg(timeout=CELL_TIMEOUT)
         if error is not None:
-            errors[grade_id] = error
+            errors[grade_id or f"cell {index} (no grade_id)"] = error
             if done(errors):
                 break
     return errors
 
 
-def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str]]]:
-    """{'reference' or mutation name: (score, {failing graded cell: error text})}, scored like nbgrader."""
+def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str], dict[str, str]]]:
+    """{'reference' or mutation name: (score, {failing graded cell: error text}, {any failing cell: error text})}.
+
+    Scored like nbgrader: a graded cell that raises scores 0.
+    """
     assignment = module.ASSIGNMENT
     notebook, answers = cr.source(assignment), cr.solution_sources(assignment)
     points = {cr.grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in notebook.cells
@@ -94,7 +107,7 @@ def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str]]]:
                 _run_cells(client, [(None, "%reset -f")])
                 ran = _run_cells(client, cells(runs[name]), caught(name))
                 failed = {cell: text for cell, text in ran.items() if cell in points}
-                results[name] = (sum(points.values()) - sum(points[cell] for cell in failed), failed)
+                results[name] = (sum(points.values()) - sum(points[cell] for cell in failed), failed, ran)
             return results
         finally:
             client.stop_channels()
@@ -111,8 +124,9 @@ def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str]]]:
 def test_every_mutation_fails_a_graded_test(module):
     full = cr.max_points(module.ASSIGNMENT)
     results = _kernel_scores(module)
-    score, failed = results["reference"]
+    score, failed, errors = results["reference"]
     assert score == full and not failed, f"the reference answers fail: {failed}"
+    assert not errors, f"the source notebook raises, run top to bottom: {errors}"
     answers = cr.solution_sources(module.ASSIGNMENT)
     for name, changed in module.MUTATIONS.items():
         assert all(answers[cell] != source for cell, source in changed.items()), f"{name} changes nothing"
@@ -134,7 +148,11 @@ def test_classic_mistakes_lose_points_through_the_grader(module, tmp_path):
     cr.write(folder, "reference", assignment, cr.fill(release, answers))
     for name in module.GRADED:
         cr.write(folder, name, assignment, cr.fill(release, {**answers, **module.MUTATIONS[name]}))
-    rows = cr.grade(assignment, folder, tmp_path / "out", "--jobs", "2")
+    # two lanes on one core: each kernel runs at half speed (a core per xdist worker, so workers do not share)
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    cpu = allowed[worker % len(allowed)] if allowed else None
+    rows = cr.grade(assignment, folder, tmp_path / "out", "--jobs", "2", extra_env=other_processor(), cpu=cpu)
     full = cr.max_points(assignment)
     assert cr.score(rows, "reference") == (full, "graded")
     survivors = {name: rows[name]["score"] for name in module.GRADED if float(rows[name]["score"]) >= full}

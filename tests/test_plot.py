@@ -9,6 +9,8 @@ from matplotlib.figure import Figure
 import convlib
 from convlib import plot
 
+pytestmark = pytest.mark.convlib
+
 
 def _colored_cells(ax, color):
     from matplotlib.colors import to_rgba

@@ -23,6 +23,8 @@ from matplotlib.patches import FancyArrowPatch
 
 from convlib.scalar import Value
 
+pytestmark = pytest.mark.convlib
+
 # float64 on both sides and the same formulas: the two agree up to rounding,
 # a few ulps per operation, far below 1e-12 relative for these small graphs.
 RTOL = 1e-12

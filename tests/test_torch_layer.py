@@ -13,6 +13,8 @@ from torch import nn
 
 import convlib
 
+pytestmark = pytest.mark.convlib
+
 # (C_in, C_out, kernel, stride, padding, dilation, groups, bias)
 SETTINGS = {
     "plain": (3, 4, 3, 1, 0, 1, 1, True),
