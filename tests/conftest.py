@@ -24,6 +24,28 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER_AREAS = {"book": "book", "solutions": "assignments", "convlib": "convlib"}
 
 
+# The longest tests first, longest first (seconds measured on 2 cores under `make test`), so that xdist
+# does not start one of them when the other workers are running out of work. Order is kept otherwise.
+LONG_FIRST = (
+    "tests/test_grading.py::test_grading_class",  # its module fixture grades the class (about 60 s)
+    "tests/test_grading.py",
+    "test_classic_mistakes_lose_points_through_the_grader",
+    "test_every_mutation_fails_a_graded_test[ps06",
+    "test_every_mutation_fails_a_graded_test[ps09",
+    "test_every_mutation_fails_a_graded_test[ps07",
+    "test_chapter_outputs_hold_under_other_kernels_and_one_thread[book/ch09",
+    "book/ch09-capstone.ipynb",
+    "tests/test_book.py",
+    "test_every_mutation_fails_a_graded_test",
+    "test_chapter_outputs_hold_under_other_kernels_and_one_thread",
+    "test_release_fails_only_where_answers_are_awaited",
+)
+
+
+def _long_first(item) -> int:
+    return next((rank for rank, part in enumerate(LONG_FIRST) if part in item.nodeid), len(LONG_FIRST))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     """Give every test its area, keep what must run together on one xdist worker, refuse unmarked tests.
@@ -41,6 +63,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(name=str(path.relative_to(ROOT))))
         if sum(1 for area in AREAS if item.get_closest_marker(area)) != 1:
             unmarked.append(item.nodeid)
+    items.sort(key=_long_first)  # stable: a notebook's cells keep their order
     if unmarked:
         raise pytest.UsageError(
             f"every test needs exactly one area marker of {AREAS} (pytestmark = pytest.mark.<area>); "

@@ -47,14 +47,33 @@ def conv2d_grad_weight(x, weight_shape, grad_out, stride=1, padding=0, dilation=
     while True:
         hoard.append(np.ones(10**7))
 '''
+# a loop that never ends; it sleeps, so that while it waits for the time limit it leaves the core to other tests
 ENDLESS_BIAS = '''
+import time
+
 def conv2d_grad_bias(grad_out):
     while True:
-        pass
+        time.sleep(0.1)
 '''
 EXIT_BIAS = '''
 import os
 os._exit(3)
+'''
+
+# Loaded by every Python process started with this folder on PYTHONPATH; only the grading kernels of
+# the two restart-* students act on it (a kernel runs in a folder named after its student): the kernel
+# exits before it replies to the grader, at every start for one, at its first two starts for the other.
+FAILING_KERNEL_SITE = '''
+import os, sys
+if "grading._kernel" in sys.orig_argv:
+    student = next((s for s in ("restart-never", "restart-twice") if s in os.getcwd()), None)
+    if student:
+        with open(os.path.join(os.environ["KERNEL_STARTS_DIR"], student), "a+") as f:
+            f.seek(0)
+            starts = len(f.read())
+            f.write("x")
+        if student == "restart-never" or starts < 2:
+            os._exit(1)
 '''
 
 # student -> (expected score, expected status)
@@ -71,11 +90,15 @@ EXPECTED = {
     "memory-bomb": (2, "graded"),  # MemoryError under the kernel's limit, bias still counts
     "corrupt": (0, "invalid"),
     "empty": (0, "missing"),
+    # kernels that die before their first reply (a busy machine, a port taken by another kernel) ran none of
+    # the student's code: the grader tries three times before calling it a crash (FAILING_KERNEL_SITE below)
+    "restart-never": (0, "crashed"),  # its kernel dies at every start: three attempts, then crashed
+    "restart-twice": (11, "graded"),  # its kernel dies at its first two starts, the third one grades it
 }
 
 
 # graded a second time, from a zip, with --jobs 1: one student of each status but the slow timeout
-SERIAL = {"perfect", "partial-stride-one", "shortcut", "exits", "corrupt", "empty"}
+SERIAL = {"perfect", "exits", "corrupt", "empty"}
 
 
 def build_class(folder: Path) -> None:
@@ -101,6 +124,8 @@ def build_class(folder: Path) -> None:
     cr.write(folder, "memory-bomb", ASSIGNMENT, cr.fill(release, {**bias_only, "answer-weight": MEMORY_BOMB}))
     cr.write(folder, "corrupt", ASSIGNMENT, '{"cells": [ this is not JSON')
     cr.write(folder, "empty", ASSIGNMENT, None)
+    for student in ("restart-never", "restart-twice"):
+        cr.write(folder, student, ASSIGNMENT, cr.fill(release, answers))
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +140,15 @@ def graded(tmp_path_factory):
                 zf.write(path, Path("submissions") / path.relative_to(folder))
     # a 10 s cell limit keeps the endless loop short; 1500 MiB per kernel contains the memory bomb
     limits = ("--timeout", "10", "--memory-mb", "1500")
-    parallel = cr.grade(ASSIGNMENT, folder, base / "out-parallel", "--jobs", "2", *limits)
+    site, starts = base / "site", base / "kernel-starts"
+    site.mkdir()
+    starts.mkdir()
+    (site / "sitecustomize.py").write_text(FAILING_KERNEL_SITE)
+    failing_kernels = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+                       "KERNEL_STARTS_DIR": str(starts)}
+    parallel = cr.grade(ASSIGNMENT, folder, base / "out-parallel", "--jobs", "2", *limits, extra_env=failing_kernels)
     serial = cr.grade(ASSIGNMENT, archive, base / "out-serial", "--jobs", "1", *limits)
-    return {"parallel": parallel, "serial": serial, "base": base}
+    return {"parallel": parallel, "serial": serial, "base": base, "starts": starts}
 
 
 @ON_THE_CLASS
@@ -168,36 +199,10 @@ def test_grading_writes_gradebook_histogram_and_placeholders(graded):
     assert not (out / ".work").exists(), "lane folders are cleaned up"
 
 
-# Loaded by every Python process started with this folder on PYTHONPATH; only the grading
-# kernels act on it: the first FAILS of them exit before they reply to the grader.
-FAILING_KERNEL_SITE = '''
-import os, sys
-if "grading._kernel" in sys.orig_argv:
-    counter = os.environ["KERNEL_STARTS_FILE"]
-    with open(counter, "a+") as f:
-        f.seek(0)
-        starts = len(f.read())
-        f.write("x")
-    if starts < int(os.environ["KERNEL_FAILS"]):
-        os._exit(1)
-'''
-
-
-def test_grading_starts_a_kernel_again_when_it_dies_before_running_anything(tmp_path):
-    # A kernel that dies before its first reply ran none of the student's code (a busy machine,
-    # a port taken by another kernel): the grader tries up to three times before calling it a crash.
-    # The first five kernel starts fail: "first" (graded first, --jobs 1) loses all three attempts,
-    # "second" loses two and is graded on its third.
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(FAILING_KERNEL_SITE)
-    folder = tmp_path / "submissions"
-    perfect = cr.fill(cr.release(ASSIGNMENT), cr.solution_sources(ASSIGNMENT))
-    for student in ("first", "second"):
-        cr.write(folder, student, ASSIGNMENT, perfect)
-    pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-    rows = cr.grade(ASSIGNMENT, folder, tmp_path / "out", "--jobs", "1", extra_env={
-        "PYTHONPATH": pythonpath, "KERNEL_STARTS_FILE": str(tmp_path / "starts"), "KERNEL_FAILS": "5"})
-    assert cr.score(rows, "first") == (0, "crashed") and "failed to start (3 attempts)" in rows["first"]["detail"]
-    assert cr.score(rows, "second") == (11, "graded"), rows["second"]
-    assert len((tmp_path / "starts").read_text()) == 6, "kernel starts: 3 for first, 3 for second"
+@ON_THE_CLASS
+def test_grading_starts_a_kernel_again_when_it_dies_before_running_anything(graded):
+    rows = graded["parallel"]
+    assert "failed to start (3 attempts)" in rows["restart-never"]["detail"], rows["restart-never"]
+    assert cr.score(rows, "restart-twice") == (11, "graded"), rows["restart-twice"]
+    starts = {student: len((graded["starts"] / student).read_text()) for student in ("restart-never", "restart-twice")}
+    assert starts == {"restart-never": 3, "restart-twice": 3}, f"kernel starts per student: {starts}"
