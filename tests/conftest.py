@@ -33,11 +33,10 @@ LONG_FIRST = (
     "test_every_mutation_fails_a_graded_test[ps06",
     "test_every_mutation_fails_a_graded_test[ps09",
     "test_every_mutation_fails_a_graded_test[ps07",
-    "test_chapter_outputs_hold_under_other_kernels_and_one_thread[book/ch09",
+    "test_chapter_outputs_hold_under_other_kernels_and_one_thread",
     "book/ch09-capstone.ipynb",
     "tests/test_book.py",
     "test_every_mutation_fails_a_graded_test",
-    "test_chapter_outputs_hold_under_other_kernels_and_one_thread",
     "test_release_fails_only_where_answers_are_awaited",
 )
 

@@ -32,7 +32,7 @@ URL = re.compile(r"\b[a-z][a-z+]*://\S+")
 NOT_REPOSITORY_FILES = {
     # Jupyter Book 2's configuration file, named where requirements.txt says why the book stays on 1.x
     "myst.yml",
-    # written by tests/test_grading.py into a temporary folder, so that the first grading kernels die on start
+    # written by tests/test_grading.py into a temporary folder, so that two students' grading kernels die on start
     "sitecustomize.py",
     # PyTorch's own torch/autograd/function.py, which convlib.diagnosis recognises in the call stack
     "function.py",

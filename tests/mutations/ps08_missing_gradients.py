@@ -143,6 +143,6 @@ MESSAGES = {
     "corr-no-crop": "has the wrong shape",
 }
 
-# three classic mistakes, graded end to end through `python -m grading` as well (tests/test_mutations.py):
+# two classic mistakes, graded end to end through `python -m grading` as well (tests/test_mutations.py):
 # the grader must agree with the kernel run above, which tries every mutation
-GRADED = ["kernel-plain-tensor", "residual-no-grad", "corr-unflipped"]
+GRADED = ["kernel-plain-tensor", "residual-no-grad"]
