@@ -84,7 +84,8 @@ def other_processor() -> dict[str, str]:
     another machine would.
 
     Each setting only ever asks for fewer instructions than the processor has, so it runs anywhere:
-    OpenBLAS's Haswell kernels need AVX2, and without AVX2 the older Nehalem ones are asked for.
+    OpenBLAS is asked for the core type one generation below the processor's own (Haswell: AVX2;
+    Sandybridge: AVX; Nehalem: SSE4.2).
     """
     flags = _cpu_flags()
     env = {
