@@ -5,8 +5,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-# nbgrader shells out to `alembic`, so the venv's bin/ must be on PATH for
-# every target, not only for the ones that call nbgrader directly.
+# The venv's bin/ comes first on PATH for every target: nbgrader's own commands (make exercises)
+# shell out to `alembic`, and tests start tools by name. (python -m grading does without it.)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Keep matplotlib headless in every target (tests, book, grading).
 export MPLBACKEND := Agg

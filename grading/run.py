@@ -101,11 +101,36 @@ def child_environment(work: Path, memory_mb: int) -> dict[str, str]:
     return env
 
 
+def alembic_head() -> str:
+    """The newest revision of nbgrader's gradebook schema, read with alembic's API in this process."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    config = Config()
+    config.set_main_option("script_location", ALEMBIC_DIR)
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _stamp_gradebooks_in_process() -> None:
+    """Let nbgrader stamp a new gradebook without running the `alembic` command.
+
+    nbgrader marks every gradebook it creates with its schema's newest revision, which it finds by
+    running `alembic heads`: a second Python process (about a second) that must be on PATH. Reading
+    the same revision in this process gives the same answer (tests/test_grading.py compares the two)
+    and lets `python -m grading` run from a shell where the environment is not activated.
+    """
+    import nbgrader.api
+
+    nbgrader.api.get_alembic_version = alembic_head
+
+
 def _api(root: Path, settings: dict, db_url: str):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
 
+    _stamp_gradebooks_in_process()  # both gradebooks this module creates are made through this API
     c = Config(settings)
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.source_directory = "source"

@@ -65,9 +65,12 @@ def grade(assignment: str, submissions: Path, out: Path, *args: str,
     """Run the instructor's command; return grades.csv as {student_id: row}.
 
     With `cpu`, the grader and every kernel it starts run on that one processor core only (Linux).
+    The environment's bin/ folder is taken off PATH, as in a shell where it is not activated: the
+    grader must find what it runs (nbgrader, the kernels) without it.
     """
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               **(extra_env or {}))
+    bin_folder = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_folder)
+    env = dict(os.environ, PATH=path, **(extra_env or {}))
     pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))  # children inherit it
     result = subprocess.run(
         [sys.executable, "-m", "grading", "autograde", assignment, str(submissions), "--out", str(out), *args],

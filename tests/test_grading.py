@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -206,3 +208,16 @@ def test_grading_starts_a_kernel_again_when_it_dies_before_running_anything(grad
     assert cr.score(rows, "restart-twice") == (11, "graded"), rows["restart-twice"]
     starts = {student: len((graded["starts"] / student).read_text()) for student in ("restart-never", "restart-twice")}
     assert starts == {"restart-never": 3, "restart-twice": 3}, f"kernel starts per student: {starts}"
+
+
+def test_grading_stamps_gradebooks_with_the_revision_the_alembic_command_reports(tmp_path):
+    """The grader reads nbgrader's schema revision in-process (no `alembic` on PATH needed); nbgrader runs the command."""
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    from grading.run import alembic_head
+
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(f"[alembic]\nscript_location = {ALEMBIC_DIR}\n")
+    heads = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", str(ini), "heads"], capture_output=True, text=True, check=True).stdout
+    assert heads.split(), "alembic reported no head revision"
+    assert alembic_head() == heads.split()[0]
