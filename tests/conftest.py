@@ -37,7 +37,6 @@ LONG_FIRST = (
     "book/ch09-capstone.ipynb",
     "tests/test_book.py",
     "test_every_mutation_fails_a_graded_test",
-    "test_release_fails_only_where_answers_are_awaited",
 )
 
 

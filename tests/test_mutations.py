@@ -13,7 +13,10 @@ answers with one mistake injected, as {answer cell grade_id: wrong source}. Two 
    the visible tests' message must name the mistakes listed in MESSAGES. The reference run is the
    source notebook itself, executed top to bottom: it must raise in no cell at all, graded or not
    (this is the suite's only execution of the source notebooks; nbval and `nbgrader validate` would
-   run them again for no stronger check).
+   run them again for no stronger check). The same kernels also run the *release* notebook as a
+   learner downloads it, every cell: it must fail in every visible test cell (a test that passes
+   with no answer asserts nothing) and in no other cell. Each run that starts a kernel's list
+   (the reference, the release) runs in a fresh kernel.
 2. A sample of two classic mistakes per assignment, listed in GRADED, is written into
    submission notebooks made from the *release* notebook and graded end to end through
    `python -m grading`, exactly as an instructor would: each must score less than full
@@ -27,6 +30,7 @@ answers with one mistake injected, as {answer cell grade_id: wrong source}. Two 
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib
 import os
@@ -44,6 +48,7 @@ from conftest import other_processor
 pytestmark = pytest.mark.assignments
 
 MODULES = [importlib.import_module(f"mutations.{m.name}") for m in pkgutil.iter_modules(mutations.__path__)]
+RELEASE = "release notebook, as downloaded"  # the name of the run of the untouched release notebook
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CELL_TIMEOUT = 120  # seconds; nbgrader_config.py gives a learner's cell 60
 
@@ -74,29 +79,39 @@ def _run_cells(client, cells: list[tuple[str | None, str]], done=lambda errors: 
     return errors
 
 
-def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str], dict[str, str]]]:
-    """{'reference' or mutation name: (score, {failing graded cell: error text}, {any failing cell: error text})}.
+def _cell_key(index: int, cell) -> str:
+    return cr.grade_id(cell) or f"cell {index} (no grade_id)"
 
-    Scored like nbgrader: a graded cell that raises scores 0.
+
+@functools.cache  # computed once per worker; the tests that read it share an xdist group (RUNS_TOGETHER)
+def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str], dict[str, str]]]:
+    """{'reference', RELEASE or mutation name: (score, {failing graded cell: error}, {any failing cell: error})}.
+
+    Scored like nbgrader: a graded cell that raises scores 0. Cells are named by grade_id, or by
+    their index among the notebook's cells when they have none.
     """
     assignment = module.ASSIGNMENT
     notebook, answers = cr.source(assignment), cr.solution_sources(assignment)
     points = {cr.grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in notebook.cells
               if c.metadata.get("nbgrader", {}).get("grade")}
-    runs = {"reference": {}, **module.MUTATIONS}
+    runs = {"reference": {}, RELEASE: {}, **module.MUTATIONS}
     messages = getattr(module, "MESSAGES", {})
 
     def caught(name):
         # enough is known about a mutation once a graded cell failed and, if it has one, its message appeared
-        if name == "reference":
-            return lambda errors: False  # the reference is scored in full
+        if name in ("reference", RELEASE):
+            return lambda errors: False  # run in full
         message = messages.get(name)
         return lambda errors: any(cell in points for cell in errors) and (
             message is None or message in "\n".join(text for cell, text in errors.items() if cell in points))
 
-    def cells(changed):
-        filled = {**answers, **changed}
-        return [(cr.grade_id(c), filled.get(cr.grade_id(c), c.source)) for c in notebook.cells if c.cell_type == "code"]
+    def cells(name):
+        if name == RELEASE:
+            return [(_cell_key(i, c), c.source) for i, c in enumerate(cr.release(assignment).cells)
+                    if c.cell_type == "code"]
+        filled = {**answers, **runs[name]}
+        return [(_cell_key(i, c), filled.get(cr.grade_id(c), c.source)) for i, c in enumerate(notebook.cells)
+                if c.cell_type == "code"]
 
     def worker(names: list[str]) -> dict:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
@@ -105,7 +120,7 @@ def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str], dict[str, s
             results = {}
             for name in names:
                 _run_cells(client, [(None, "%reset -f")])
-                ran = _run_cells(client, cells(runs[name]), caught(name))
+                ran = _run_cells(client, cells(name), caught(name))
                 failed = {cell: text for cell, text in ran.items() if cell in points}
                 results[name] = (sum(points.values()) - sum(points[cell] for cell in failed), failed, ran)
             return results
@@ -120,7 +135,17 @@ def _kernel_scores(module) -> dict[str, tuple[float, dict[str, str], dict[str, s
     return {name: result for part in parts for name, result in part.items()}
 
 
-@pytest.mark.parametrize("module", MODULES, ids=[m.ASSIGNMENT for m in MODULES])
+def _runs_together(modules):
+    """Parameters for the tests that read _kernel_scores(module): on one xdist worker per assignment."""
+    return [pytest.param(m, id=m.ASSIGNMENT, marks=pytest.mark.xdist_group(name=f"kernel-runs-{m.ASSIGNMENT}"))
+            for m in modules]
+
+
+def test_every_assignment_has_its_mutations():
+    assert sorted(m.ASSIGNMENT for m in MODULES) == cr.ASSIGNMENTS
+
+
+@pytest.mark.parametrize("module", _runs_together(MODULES))
 def test_every_mutation_fails_a_graded_test(module):
     full = cr.max_points(module.ASSIGNMENT)
     results = _kernel_scores(module)
@@ -135,6 +160,23 @@ def test_every_mutation_fails_a_graded_test(module):
     for name, message in getattr(module, "MESSAGES", {}).items():
         errors = "\n".join(results[name][1].values())
         assert message in errors, f"{module.ASSIGNMENT}/{name}: no failing test names the mistake ({message!r})"
+
+
+def _only_comments(source: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("#") for line in source.splitlines())
+
+
+@pytest.mark.parametrize("module", _runs_together(MODULES))
+def test_release_fails_only_where_answers_are_awaited(module):
+    _, _, errors = _kernel_scores(module)[RELEASE]
+    for index, cell in enumerate(cr.release(module.ASSIGNMENT).cells):
+        if cell.cell_type != "code":
+            continue
+        key, graded = _cell_key(index, cell), cell.metadata.get("nbgrader", {}).get("grade")
+        if graded and not _only_comments(cell.source):
+            assert key in errors, f"{module.ASSIGNMENT}: test cell {key} passes with no answer: it asserts nothing"
+        elif not graded:
+            assert key not in errors, f"{module.ASSIGNMENT}: {key} fails before any answer: {errors[key][:300]}"
 
 
 GRADED_MODULES = [m for m in MODULES if getattr(m, "GRADED", None)]
