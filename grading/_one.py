@@ -38,6 +38,16 @@ def _config(lane: Path):
     c.CourseDirectory.source_directory = "source"
     c.CourseDirectory.release_directory = "release"
     c.CourseDirectory.db_url = f"sqlite:///{lane / 'gradebook.db'}"
+    # nbgrader's autograde steps, with its executor replaced by one that keeps the credit earned before a crash
+    c.Autograde.autograde_preprocessors = [
+        "grading.execute.ExecuteKeepingCredit",
+        "nbgrader.preprocessors.IgnorePattern",
+        "nbconvert.preprocessors.ClearMetadataPreprocessor",
+        "nbgrader.preprocessors.LimitOutput",
+        "nbgrader.preprocessors.SaveAutoGrades",
+        "nbgrader.preprocessors.AssignLatePenalties",
+        "nbgrader.preprocessors.CheckCellMetadata",
+    ]
     c.GenerateFeedback.preprocessors = [
         "nbgrader.preprocessors.GetGrades",
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
@@ -54,15 +64,16 @@ def _api(lane: Path):
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def _timed_out_cells(notebook: Path) -> list[str]:
+def _cells_with_error(notebook: Path, names) -> list[str]:
+    """The cells of an autograded notebook with an error output named in `names` (grade_id, or the cell's index)."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
     cells = []
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
-            if output.get("output_type") == "error" and output.get("ename") in TIMEOUT_NAMES:
-                cells.append(cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {cell.get('id', '?')}"))
+            if output.get("output_type") == "error" and output.get("ename") in names:
+                cells.append(cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index}"))
                 break
     return cells
 
@@ -92,7 +103,10 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
             return {"status": "crashed", "detail": "the Python kernel died while running the notebook"}
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["nbgrader could not grade it"]
         return {"status": "invalid", "detail": last[0][:300]}
-    timed_out = [cell for nb in autograded for cell in _timed_out_cells(nb)]
+    from .execute import KERNEL_DIED
+
+    timed_out = [cell for nb in autograded for cell in _cells_with_error(nb, TIMEOUT_NAMES)]
+    killed_in = [cell for nb in autograded for cell in _cells_with_error(nb, {KERNEL_DIED})]
     with Gradebook(f"sqlite:///{lane / 'gradebook.db'}") as gb:
         try:
             submission = gb.find_submission(assignment, student)
@@ -102,6 +116,9 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
     feedback = api.generate_feedback(assignment, student, force=True)
     if not feedback["success"]:
         (lane / "logs" / f"{student}.log").write_text(log + (feedback.get("log") or "") + (feedback.get("error") or ""))
+    if killed_in:
+        return {"status": "crashed", "score": score, "max_score": max_score,
+                "detail": f"the Python kernel died in {killed_in[0]}; the cells after it did not run and score 0"}
     if timed_out:
         return {"status": "timeout", "score": score, "max_score": max_score,
                 "detail": "time limit hit in " + ", ".join(timed_out)}

@@ -53,6 +53,7 @@ class Row:
     detail: str = ""
     seconds: float = 0.0
     lane: Path | None = field(default=None, repr=False)
+    scored: bool = False  # nbgrader scored the notebook (graded, timeout, or a crash after some cells ran)
 
 
 # --- configuration ---------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: 
         process.close()
     return Row(sub.student, outcome["status"], float(outcome.get("score") or 0.0),
                float(outcome.get("max_score") or 0.0), outcome.get("detail", ""),
-               time.monotonic() - started, lane)
+               time.monotonic() - started, lane, scored="score" in outcome)
 
 
 def collect_outputs(row: Row, options: Options, work_out: Path) -> None:
@@ -261,7 +262,9 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
         for row in rows:
             target.update_or_create_student(row.student)
             submission = target.update_or_create_submission(options.assignment, row.student)
-            if row.lane is not None and row.status in ("graded", "timeout"):
+            copied = False
+            # a kernel that died mid-notebook leaves the grades of the cells that ran before it (status crashed)
+            if row.lane is not None and row.scored:
                 with Gradebook(f"sqlite:///{row.lane / 'gradebook.db'}") as lane_gb:
                     try:
                         graded = lane_gb.find_submission(options.assignment, row.student)
@@ -273,10 +276,11 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
                             mine.auto_score = grade.auto_score
                             mine.manual_score = grade.manual_score
                             mine.needs_manual_grade = grade.needs_manual_grade
+                            copied = True
                         for comment in notebook.comments:
                             mine = target.find_comment(comment.name, notebook.name, options.assignment, row.student)
                             mine.auto_comment = comment.auto_comment
-            else:
+            if not copied:
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
                         grade.auto_score = 0.0
@@ -450,7 +454,7 @@ def autograde(options: Options) -> list[Row]:
         scores = merge(rows, options, settings, template, db_url)
         for row in rows:
             row.score, row.max_score = scores[row.student]
-            if row.status not in ("graded", "timeout") or not (options.out / "feedback" / row.student).exists():
+            if not (options.out / "feedback" / row.student).exists():
                 write_placeholder_feedback(row, options.out, notebook_name)
         write_csv(rows, options.out / "grades.csv")
         write_histogram(rows, max_score, options.out / "scores.png", options.assignment)

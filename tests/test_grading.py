@@ -8,6 +8,7 @@ serial, re-running gives the same result, a zip reads like a folder).
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import sqlite3
@@ -89,6 +90,7 @@ EXPECTED = {
     "shortcut": (2, "graded"),  # weight delegated to convlib: no points for it
     "endless-loop": (9, "timeout"),  # the two bias cells hit the limit, the rest is graded
     "exits": (0, "crashed"),  # os._exit kills the kernel
+    "exits-in-part-b": (2, "crashed"),  # part A (bias) passed before os._exit in part B's answer: its 2 points stay
     "memory-bomb": (2, "graded"),  # MemoryError under the kernel's limit, bias still counts
     "corrupt": (0, "invalid"),
     "empty": (0, "missing"),
@@ -123,6 +125,7 @@ def build_class(folder: Path) -> None:
     cr.write(folder, "shortcut", ASSIGNMENT, cr.fill(release, {**bias_only, "answer-weight": SHORTCUT}))
     cr.write(folder, "endless-loop", ASSIGNMENT, cr.fill(release, {**answers, "answer-bias": ENDLESS_BIAS}))
     cr.write(folder, "exits", ASSIGNMENT, cr.fill(release, {**answers, "answer-bias": EXIT_BIAS}))
+    cr.write(folder, "exits-in-part-b", ASSIGNMENT, cr.fill(release, {**answers, "answer-weight": EXIT_BIAS}))
     cr.write(folder, "memory-bomb", ASSIGNMENT, cr.fill(release, {**bias_only, "answer-weight": MEMORY_BOMB}))
     cr.write(folder, "corrupt", ASSIGNMENT, '{"cells": [ this is not JSON')
     cr.write(folder, "empty", ASSIGNMENT, None)
@@ -199,6 +202,17 @@ def test_grading_writes_gradebook_histogram_and_placeholders(graded):
     crashed = (out / "feedback" / "exits" / f"{ASSIGNMENT}.html").read_text()
     assert "kernel died" in crashed
     assert not (out / ".work").exists(), "lane folders are cleaned up"
+
+
+@ON_THE_CLASS
+def test_grading_keeps_the_credit_earned_before_the_kernel_died(graded):
+    from grading.execute import DIED_MESSAGE, NOT_RUN_MESSAGE
+
+    row = graded["parallel"]["exits-in-part-b"]
+    assert "died in answer-weight" in row["detail"], row
+    page = html.unescape((graded["base"] / "out-parallel" / "feedback" / "exits-in-part-b" / f"{ASSIGNMENT}.html")
+                         .read_text())
+    assert DIED_MESSAGE in page and NOT_RUN_MESSAGE in page
 
 
 @ON_THE_CLASS
