@@ -113,16 +113,21 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
             score, max_score = submission.score, submission.max_score
         except MissingEntry:
             return {"status": "invalid", "detail": "nbgrader recorded no grades"}
+        # every cell's grade, so that the parent can record this student for good (and resume without the lane)
+        cells = {notebook.name: {"grades": {g.name: [g.auto_score, g.manual_score, g.needs_manual_grade]
+                                            for g in notebook.grades},
+                                 "comments": {c.name: c.auto_comment for c in notebook.comments}}
+                 for notebook in submission.notebooks}
     feedback = api.generate_feedback(assignment, student, force=True)
     if not feedback["success"]:
         (lane / "logs" / f"{student}.log").write_text(log + (feedback.get("log") or "") + (feedback.get("error") or ""))
+    scored = {"score": score, "max_score": max_score, "cells": cells}
     if killed_in:
-        return {"status": "crashed", "score": score, "max_score": max_score,
+        return {"status": "crashed", **scored,
                 "detail": f"the Python kernel died in {killed_in[0]}; the cells after it did not run and score 0"}
     if timed_out:
-        return {"status": "timeout", "score": score, "max_score": max_score,
-                "detail": "time limit hit in " + ", ".join(timed_out)}
-    return {"status": "graded", "score": score, "max_score": max_score, "detail": ""}
+        return {"status": "timeout", **scored, "detail": "time limit hit in " + ", ".join(timed_out)}
+    return {"status": "graded", **scored, "detail": ""}
 
 
 def preload() -> None:

@@ -28,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per kernel in MiB (default 4096)")
     a.add_argument("--db", default=None,
                    help="gradebook URL (default sqlite:///OUT/gradebook.db), e.g. postgresql://user@host/course")
+    a.add_argument("--regrade", action="store_true",
+                   help="grade every student again; by default a student already graded into OUT (OUT/results.jsonl) "
+                        "with the same submission, assignment and settings is kept")
     a.add_argument("--keep-work", action="store_true", help="keep OUT/.work (lane folders) for debugging")
     a.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -37,10 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     options = Options(assignment=args.assignment, submissions=args.submissions, out=args.out, jobs=args.jobs,
                       source=args.source, config=args.config, timeout=args.timeout, memory_mb=args.memory_mb,
-                      db=args.db, keep_work=args.keep_work, quiet=args.quiet)
+                      db=args.db, keep_work=args.keep_work, quiet=args.quiet, regrade=args.regrade)
     try:
         autograde(options)
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130  # autograde has said what is recorded and how to go on
     return 0

@@ -11,6 +11,7 @@ how students were spread over lanes.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import queue
@@ -18,6 +19,7 @@ import shutil
 import signal
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from .submissions import Submission, collect, copy_in, unpack
 
-STATUSES = ("graded", "timeout", "crashed", "invalid", "missing")
+STATUSES = ("graded", "timeout", "crashed", "invalid", "missing", "pending")  # pending: the run was interrupted
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +44,7 @@ class Options:
     db: str | None = None
     keep_work: bool = False
     quiet: bool = False
+    regrade: bool = False  # grade every student again, even those already recorded in OUT/results.jsonl
 
 
 @dataclass
@@ -53,7 +56,9 @@ class Row:
     detail: str = ""
     seconds: float = 0.0
     lane: Path | None = field(default=None, repr=False)
-    scored: bool = False  # nbgrader scored the notebook (graded, timeout, or a crash after some cells ran)
+    cells: dict | None = field(default=None, repr=False)  # {notebook: {"grades": ..., "comments": ...}} from nbgrader
+    submission_key: str = ""
+    recorded: bool = False  # read back from OUT/results.jsonl instead of graded in this run
 
 
 # --- configuration ---------------------------------------------------------------------------------
@@ -186,6 +191,19 @@ def _start_fork_server() -> None:
     forkserver.ensure_running()
 
 
+_RUNNING: set[int] = set()  # pids of the grading children now running (each leads its own process group)
+_RUNNING_LOCK = threading.Lock()
+
+
+def _stop_running_children() -> None:
+    with _RUNNING_LOCK:
+        for pid in _RUNNING:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: str, env: dict[str, str],
                   hard_limit: float) -> Row:
     from . import _one
@@ -197,6 +215,8 @@ def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: 
     process = _forks().Process(target=_one.child, args=(str(lane), options.assignment, sub.student, env, str(result)),
                                name=f"grade-{sub.student}")
     process.start()
+    with _RUNNING_LOCK:
+        _RUNNING.add(process.pid)
     try:
         process.join(hard_limit)
         if process.is_alive():
@@ -214,10 +234,12 @@ def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: 
         except (ProcessLookupError, PermissionError):
             pass
         process.join()
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process.pid)
         process.close()
     return Row(sub.student, outcome["status"], float(outcome.get("score") or 0.0),
                float(outcome.get("max_score") or 0.0), outcome.get("detail", ""),
-               time.monotonic() - started, lane, scored="score" in outcome)
+               time.monotonic() - started, lane, cells=outcome.get("cells"))
 
 
 def collect_outputs(row: Row, options: Options, work_out: Path) -> None:
@@ -243,7 +265,7 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
     """Copy every lane's grades into the course gradebook (one writer); return its scores per student."""
     import warnings
 
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
     # nbgrader's own relationship bookkeeping warns while grades are copied; the copy is checked by the tests
@@ -262,25 +284,15 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
         for row in rows:
             target.update_or_create_student(row.student)
             submission = target.update_or_create_submission(options.assignment, row.student)
-            copied = False
-            # a kernel that died mid-notebook leaves the grades of the cells that ran before it (status crashed)
-            if row.lane is not None and row.scored:
-                with Gradebook(f"sqlite:///{row.lane / 'gradebook.db'}") as lane_gb:
-                    try:
-                        graded = lane_gb.find_submission(options.assignment, row.student)
-                    except MissingEntry:
-                        graded = None
-                    for notebook in graded.notebooks if graded else []:
-                        for grade in notebook.grades:
-                            mine = target.find_grade(grade.name, notebook.name, options.assignment, row.student)
-                            mine.auto_score = grade.auto_score
-                            mine.manual_score = grade.manual_score
-                            mine.needs_manual_grade = grade.needs_manual_grade
-                            copied = True
-                        for comment in notebook.comments:
-                            mine = target.find_comment(comment.name, notebook.name, options.assignment, row.student)
-                            mine.auto_comment = comment.auto_comment
-            if not copied:
+            # the grades nbgrader gave each cell (a kernel that died mid-notebook leaves those of the cells before it)
+            for notebook, recorded in (row.cells or {}).items():
+                for name, (auto_score, manual_score, needs_manual_grade) in recorded["grades"].items():
+                    mine = target.find_grade(name, notebook, options.assignment, row.student)
+                    mine.auto_score, mine.manual_score = auto_score, manual_score
+                    mine.needs_manual_grade = needs_manual_grade
+                for name, auto_comment in recorded["comments"].items():
+                    target.find_comment(name, notebook, options.assignment, row.student).auto_comment = auto_comment
+            if not row.cells:
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
                         grade.auto_score = 0.0
@@ -384,18 +396,118 @@ def summary(rows: list[Row], options: Options, elapsed: float) -> str:
     return "\n".join(lines)
 
 
+# --- what is already graded: OUT/results.jsonl --------------------------------------------------------
+
+JOURNAL = "results.jsonl"
+
+
+def grading_key(options: Options, settings: dict) -> str:
+    """Changes whenever a grade could: the assignment's source files, the nbgrader settings, the limits, this code."""
+    digest = hashlib.sha256()
+    source = options.source / options.assignment
+    for path in sorted(p for p in source.rglob("*") if p.is_file()
+                       and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(source).parts)):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(json.dumps([settings, options.memory_mb], sort_keys=True).encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def submission_key(sub: Submission) -> str:
+    """The submission's content (its notebook's bytes), or why there is none to read."""
+    if sub.notebook is None:
+        return f"{sub.status}: {sub.detail}"
+    return hashlib.sha256(sub.notebook.read_bytes()).hexdigest()
+
+
+class Journal:
+    """One JSON line per finished student, written to disk as soon as the student is done.
+
+    A line is the commit point: the student's feedback, autograded notebook and log are in OUT
+    before it is written. A run that stops (Ctrl-C, a killed terminal, a power cut) loses at most
+    the students it was grading; a line cut short by a crash is ignored when read back.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> dict[str, dict]:
+        records = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and "student" in record:
+                    records[record["student"]] = record
+        return records
+
+    def rewrite(self, records: list[dict]) -> None:
+        partial = self.path.with_name(self.path.name + ".partial")
+        with partial.open("w") as f:
+            f.writelines(json.dumps(record) + "\n" for record in records)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, self.path)
+
+    def append(self, record: dict) -> None:
+        with self._lock, self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _record(row: Row, key: str) -> dict:
+    return {"student": row.student, "status": row.status, "score": row.score, "max_score": row.max_score,
+            "detail": row.detail, "seconds": round(row.seconds, 2), "cells": row.cells,
+            "submission_key": row.submission_key, "grading_key": key}
+
+
+def _row(record: dict) -> Row:
+    return Row(record["student"], record["status"], record["score"], record["max_score"], record["detail"],
+               record["seconds"], cells=record["cells"], submission_key=record["submission_key"], recorded=True)
+
+
+def _remove_outputs(out: Path, keep: set[str]) -> None:
+    """Remove the feedback, autograded notebooks and logs of every student not in `keep`."""
+    for kind in ("feedback", "autograded"):
+        if (out / kind).is_dir():
+            for folder in (out / kind).iterdir():
+                if folder.name not in keep:
+                    shutil.rmtree(folder, ignore_errors=True)
+    if (out / "logs").is_dir():
+        for log in (out / "logs").glob("*.log"):
+            if log.stem not in keep:
+                log.unlink()
+
+
+class _Interrupted(KeyboardInterrupt):
+    pass
+
+
+def _interrupt(signum, frame):
+    raise _Interrupted(signal.Signals(signum).name)
+
+
 # --- the whole class -----------------------------------------------------------------------------
 
 def autograde(options: Options) -> list[Row]:
+    """Grade every submission not graded yet (all of them with options.regrade); write OUT's files from all of them."""
     started = time.monotonic()
     if options.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
     options.out.mkdir(parents=True, exist_ok=True)
     work = options.out / ".work"
     shutil.rmtree(work, ignore_errors=True)
-    for stale in ("feedback", "autograded", "logs"):
-        shutil.rmtree(options.out / stale, ignore_errors=True)
     work.mkdir()
+    journal = Journal(options.out / JOURNAL)
+    # a killed terminal or `kill` stops the run the way Ctrl-C does: what is finished stays recorded
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         settings = nbgrader_settings(options)
         folder = options.submissions
@@ -414,6 +526,19 @@ def autograde(options: Options) -> list[Row]:
         cell_timeout = settings["Execute"]["timeout"]
         hard_limit = cell_timeout * (code_cells + 2) + 120  # every cell at its limit, plus start-up
 
+        # students graded by an earlier run, with the same submission, assignment, settings and grader, are kept
+        key = grading_key(options, settings)
+        previous = {} if options.regrade else journal.read()
+        done, todo = [], []
+        for sub in submissions:
+            record, content = previous.get(sub.student), submission_key(sub)
+            if record and record.get("grading_key") == key and record.get("submission_key") == content:
+                done.append(_row(record))
+            else:
+                todo.append((sub, content))
+        _remove_outputs(options.out, {row.student for row in done})
+        journal.rewrite([previous[row.student] for row in done])
+
         lanes: queue.Queue[Path] = queue.Queue()
         for k in range(options.jobs):
             lane = work / f"lane-{k}"
@@ -425,28 +550,53 @@ def autograde(options: Options) -> list[Row]:
         with Gradebook(f"sqlite:///{template / 'gradebook.db'}") as gb:
             max_score = gb.find_assignment(options.assignment).max_score
 
-        progress = Progress(len(submissions), options.quiet)
-        rows: list[Row] = []
+        if done and not options.quiet:
+            print(f"{len(done)} of {len(submissions)} students already graded (kept from {journal.path}); "
+                  f"grading {len(todo)}", file=sys.stderr)
+        progress = Progress(len(todo), options.quiet)
+        stopping = threading.Event()
 
-        def run(sub: Submission) -> Row:
+        def run(sub: Submission, content: str) -> Row:
             if sub.status:  # missing or invalid: nothing to run
-                return Row(sub.student, sub.status, 0.0, max_score, sub.detail)
-            lane = lanes.get()
-            try:
-                row = grade_in_lane(sub, lane, options, notebook_name, env, hard_limit)
-                row.max_score = max_score
-                collect_outputs(row, options, options.out)
-                return row
-            finally:
-                lanes.put(lane)
+                row = Row(sub.student, sub.status, 0.0, max_score, sub.detail)
+            else:
+                lane = lanes.get()
+                try:
+                    row = grade_in_lane(sub, lane, options, notebook_name, env, hard_limit)
+                    row.max_score = max_score
+                    if stopping.is_set():
+                        return row  # stopped by the interruption: graded again next time
+                    collect_outputs(row, options, options.out)
+                finally:
+                    lanes.put(lane)
+            row.submission_key = content
+            if not stopping.is_set():
+                journal.append(_record(row, key))
+            return row
 
-        with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-            futures = [pool.submit(run, sub) for sub in submissions]
+        rows: list[Row] = []
+        pool = ThreadPoolExecutor(max_workers=options.jobs)
+        try:
+            futures = [pool.submit(run, sub, content) for sub, content in todo]
             for future in as_completed(futures):
                 row = future.result()
                 rows.append(row)
                 progress.update(row)
-        rows.sort(key=lambda row: row.student)
+        except KeyboardInterrupt:
+            stopping.set()
+            _stop_running_children()
+            pool.shutdown(wait=True, cancel_futures=True)
+            recorded = journal.read()
+            # grades.csv now has every student: the graded ones as recorded, the others `pending`
+            write_csv([_row(recorded[sub.student]) if sub.student in recorded else
+                       Row(sub.student, "pending", 0.0, max_score, "not graded yet: the run was interrupted")
+                       for sub in submissions], options.out / "grades.csv")
+            print(f"\ninterrupted: {len(recorded)} of {len(submissions)} students are graded and recorded in "
+                  f"{journal.path} (the others are `pending` in grades.csv); run the same command again to "
+                  f"grade the rest", file=sys.stderr)
+            raise
+        pool.shutdown()
+        rows = sorted(done + rows, key=lambda row: row.student)
 
         db_url = options.db or f"sqlite:///{(options.out / 'gradebook.db').resolve()}"
         if options.db is None:
@@ -462,5 +612,7 @@ def autograde(options: Options) -> list[Row]:
             print(summary(rows, options, time.monotonic() - started))
         return rows
     finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)

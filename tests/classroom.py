@@ -6,8 +6,10 @@ import copy
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -60,24 +62,49 @@ def write(folder: Path, student: str, assignment: str, nb: nbformat.NotebookNode
     (target / f"{assignment}.ipynb").write_text(text)
 
 
-def grade(assignment: str, submissions: Path, out: Path, *args: str,
-          extra_env: dict[str, str] | None = None, cpu: int | None = None) -> dict[str, dict[str, str]]:
-    """Run the instructor's command; return grades.csv as {student_id: row}.
+def _grading_command(assignment: str, submissions: Path, out: Path, args, extra_env) -> tuple[list[str], dict]:
+    """The instructor's command line, and its environment.
 
-    With `cpu`, the grader and every kernel it starts run on that one processor core only (Linux).
     The environment's bin/ folder is taken off PATH, as in a shell where it is not activated: the
     grader must find what it runs (nbgrader, the kernels) without it.
     """
     bin_folder = str(Path(sys.executable).parent)
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_folder)
     env = dict(os.environ, PATH=path, **(extra_env or {}))
-    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))  # children inherit it
-    result = subprocess.run(
-        [sys.executable, "-m", "grading", "autograde", assignment, str(submissions), "--out", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800, preexec_fn=pin)
-    assert result.returncode == 0, f"grading failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return [sys.executable, "-m", "grading", "autograde", assignment, str(submissions), "--out", str(out), *args], env
+
+
+def read_grades(out: Path) -> dict[str, dict[str, str]]:
     with (out / "grades.csv").open() as f:
         return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def grade(assignment: str, submissions: Path, out: Path, *args: str,
+          extra_env: dict[str, str] | None = None, cpu: int | None = None) -> dict[str, dict[str, str]]:
+    """Run the instructor's command; return grades.csv as {student_id: row}.
+
+    With `cpu`, the grader and every kernel it starts run on that one processor core only (Linux).
+    """
+    command, env = _grading_command(assignment, submissions, out, args, extra_env)
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))  # children inherit it
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800, preexec_fn=pin)
+    assert result.returncode == 0, f"grading failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return read_grades(out)
+
+
+def grade_until(assignment: str, submissions: Path, out: Path, *args: str, until, timeout: float = 600,
+                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Start the instructor's command and press Ctrl-C (SIGINT) as soon as `until()` is true."""
+    command, env = _grading_command(assignment, submissions, out, args, extra_env)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert process.poll() is None, f"grading ended before the interruption:\n{process.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, "the moment to interrupt never came"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def score(rows: dict, student: str) -> tuple[float, str]:

@@ -2,15 +2,15 @@
 
 Every student below has an exact expected score and status. The class is graded from a
 folder with --jobs 2; a zip of part of it (one student of each status except the slow
-timeout) is graded again with --jobs 1, and its rows must be identical (parallel equals
-serial, re-running gives the same result, a zip reads like a folder).
+timeout) is graded again with --jobs 1, interrupted with Ctrl-C while its last student is
+graded and run again to finish, and its rows must be identical (parallel equals serial,
+re-running gives the same result, a zip reads like a folder, an interrupted run resumes).
 """
 
 from __future__ import annotations
 
 import html
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -152,8 +152,15 @@ def graded(tmp_path_factory):
     failing_kernels = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
                        "KERNEL_STARTS_DIR": str(starts)}
     parallel = cr.grade(ASSIGNMENT, folder, base / "out-parallel", "--jobs", "2", *limits, extra_env=failing_kernels)
-    serial = cr.grade(ASSIGNMENT, archive, base / "out-serial", "--jobs", "1", *limits)
-    return {"parallel": parallel, "serial": serial, "base": base, "starts": starts}
+    # the serial run is interrupted (Ctrl-C) while it grades its last student, then run again to finish
+    serial_out = base / "out-serial"
+    journal = serial_out / "results.jsonl"
+    interrupted = cr.grade_until(ASSIGNMENT, archive, serial_out, "--jobs", "1", *limits,
+                                 until=lambda: journal.exists() and '"student": "exits"' in journal.read_text())
+    after_interruption = {"journal": journal.read_text().splitlines(), "grades": cr.read_grades(serial_out)}
+    serial = cr.grade(ASSIGNMENT, archive, serial_out, "--jobs", "1", *limits)
+    return {"parallel": parallel, "serial": serial, "base": base, "starts": starts,
+            "interrupted": interrupted, "after_interruption": after_interruption}
 
 
 @ON_THE_CLASS
@@ -173,6 +180,29 @@ def test_grading_parallel_equals_serial_from_zip(graded):
     assert set(graded["serial"]) == SERIAL
     # the header, then the same rows, byte for byte, for the students in both runs
     assert serial == [parallel[0]] + [line for line in parallel[1:] if line.split(",")[0] in SERIAL]
+
+
+@ON_THE_CLASS
+def test_grading_resumes_after_an_interruption_without_grading_anyone_twice(graded):
+    interrupted, before = graded["interrupted"], graded["after_interruption"]
+    assert interrupted.returncode == 130, interrupted.stderr[-2000:]
+    assert "interrupted: 3 of 4 students are graded" in interrupted.stderr, interrupted.stderr[-2000:]
+    # after the interruption grades.csv has every student: the one being graded when it came is pending
+    assert {s: row["status"] for s, row in before["grades"].items()} == {
+        "corrupt": "invalid", "empty": "missing", "exits": "crashed", "perfect": "pending"}
+    # the run that finished kept the three recorded students as they were (not graded again) and added the last
+    journal = (graded["base"] / "out-serial" / "results.jsonl").read_text().splitlines()
+    assert journal[:3] == before["journal"] and len(journal) == 4 and '"student": "perfect"' in journal[3]
+    # and the gradebook holds the same grade for every cell as the uninterrupted parallel run's
+    query = "select student.id, base_cell.name, grade.auto_score from grade join submitted_notebook " \
+            "on grade.notebook_id = submitted_notebook.id join submitted_assignment on " \
+            "submitted_notebook.assignment_id = submitted_assignment.id join student on " \
+            "submitted_assignment.student_id = student.id join base_cell on grade.cell_id = base_cell.id"
+    cells = {}
+    for run in ("out-serial", "out-parallel"):
+        with sqlite3.connect(graded["base"] / run / "gradebook.db") as db:
+            cells[run] = sorted(row for row in db.execute(query) if row[0] in SERIAL)
+    assert cells["out-serial"] == cells["out-parallel"] and len(cells["out-serial"]) == 4 * 8
 
 
 @ON_THE_CLASS
