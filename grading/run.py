@@ -471,6 +471,22 @@ def _row(record: dict) -> Row:
                record["seconds"], cells=record["cells"], submission_key=record["submission_key"], recorded=True)
 
 
+def split_recorded(submissions: list[Submission], previous: dict[str, dict], key: str
+                   ) -> tuple[list[Row], list[tuple[Submission, str]]]:
+    """(rows kept from `previous`, [(submission to grade, its content key)]).
+
+    A recorded student is kept only if both the grading key and the submission's content are unchanged.
+    """
+    done, todo = [], []
+    for sub in submissions:
+        record, content = previous.get(sub.student), submission_key(sub)
+        if record and record.get("grading_key") == key and record.get("submission_key") == content:
+            done.append(_row(record))
+        else:
+            todo.append((sub, content))
+    return done, todo
+
+
 def _remove_outputs(out: Path, keep: set[str]) -> None:
     """Remove the feedback, autograded notebooks and logs of every student not in `keep`."""
     for kind in ("feedback", "autograded"):
@@ -529,13 +545,7 @@ def autograde(options: Options) -> list[Row]:
         # students graded by an earlier run, with the same submission, assignment, settings and grader, are kept
         key = grading_key(options, settings)
         previous = {} if options.regrade else journal.read()
-        done, todo = [], []
-        for sub in submissions:
-            record, content = previous.get(sub.student), submission_key(sub)
-            if record and record.get("grading_key") == key and record.get("submission_key") == content:
-                done.append(_row(record))
-            else:
-                todo.append((sub, content))
+        done, todo = split_recorded(submissions, previous, key)
         _remove_outputs(options.out, {row.student for row in done})
         journal.rewrite([previous[row.student] for row in done])
 

@@ -265,3 +265,28 @@ def test_grading_stamps_gradebooks_with_the_revision_the_alembic_command_reports
     heads = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", str(ini), "heads"], capture_output=True, text=True, check=True).stdout
     assert heads.split(), "alembic reported no head revision"
     assert alembic_head() == heads.split()[0]
+
+
+def test_grading_resume_grades_again_only_what_changed(tmp_path):
+    from grading.run import Journal, Row, _record, split_recorded, submission_key
+    from grading.submissions import Submission
+
+    notebooks = {}
+    for student in ("same", "edited", "new"):
+        notebooks[student] = tmp_path / f"{student}.ipynb"
+        notebooks[student].write_text('{"cells": [], "student": "%s"}' % student)
+    subs = [Submission(s, notebook=notebooks[s]) for s in notebooks] + [Submission("empty-folder", status="missing")]
+    journal = Journal(tmp_path / "results.jsonl")
+    for sub in subs:
+        if sub.student != "new":
+            journal.append(_record(Row(sub.student, "graded", 1.0, 2.0, "", submission_key=submission_key(sub)), "k1"))
+    with journal.path.open("a") as f:
+        f.write('{"student": "same", "status": "gra')  # a line cut short by a crash is ignored
+    notebooks["edited"].write_text('{"cells": [], "student": "edited", "changed": true}')
+    recorded = journal.read()
+    assert set(recorded) == {"same", "edited", "empty-folder"}
+    done, todo = split_recorded(subs, recorded, "k1")
+    assert [row.student for row in done] == ["same", "empty-folder"] and all(row.recorded for row in done)
+    assert [sub.student for sub, _ in todo] == ["edited", "new"]
+    done, todo = split_recorded(subs, recorded, "k2")  # the assignment, the settings or the grader changed
+    assert done == [] and len(todo) == 4
