@@ -121,6 +121,12 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
     feedback = api.generate_feedback(assignment, student, force=True)
     if not feedback["success"]:
         (lane / "logs" / f"{student}.log").write_text(log + (feedback.get("log") or "") + (feedback.get("error") or ""))
+    from .feedback import use_local_mathjax
+
+    for page in sorted((lane / "feedback" / student / assignment).glob("*.html")):
+        if not use_local_mathjax(page):
+            with (lane / "logs" / f"{student}.log").open("a") as f:
+                f.write(f"\n[grading] {page.name}: no MathJax block found; its maths will show as TeX\n")
     scored = {"score": score, "max_score": max_score, "cells": cells}
     if killed_in:
         return {"status": "crashed", **scored,

@@ -1,13 +1,23 @@
-"""An nbgrader feedback preprocessor that removes hidden tests and the tracebacks that would quote them.
+"""Feedback pages: hidden tests removed, maths typeset offline.
 
 nbgrader's `generate_feedback` shows the autograded notebook, where the test cells
 were restored from the gradebook *with* their hidden tests; a failing hidden test's
-traceback repeats its source line by line. This preprocessor keeps the cell (and its
-points) but replaces the hidden region with a note, and reduces every error output of
-such a cell to its one-line message.
+traceback repeats its source line by line. The preprocessor HideHiddenTests keeps the
+cell (and its points) but replaces the hidden region with a note, and reduces every
+error output of such a cell to its one-line message.
+
+The page nbconvert writes loads MathJax 2 from a CDN, so offline (and wherever the
+network is not allowed) its maths shows as raw TeX. `use_local_mathjax` points the page
+at a MathJax 3 placed beside it by `place_mathjax`.
 """
 
 from __future__ import annotations
+
+import os
+import re
+import shutil
+from functools import cache
+from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
@@ -43,3 +53,51 @@ class HideHiddenTests(Preprocessor):
                     message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
                     output["traceback"] = ["A hidden test failed.", message]
         return cell, resources
+
+
+# --- maths without a network -------------------------------------------------------------------------
+
+# nbconvert's page loads MathJax 2 from a CDN; this block (its script and its configuration) is replaced
+MATHJAX_BLOCK = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+MATHJAX_FILE = "tex-svg-full.js"  # MathJax 3, every TeX extension built in, SVG output: no font or other file to fetch
+LOCAL_MATHJAX = f"""<script>
+window.MathJax = {{
+  tex: {{inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']],
+        processEscapes: true, processEnvironments: true, tags: 'ams'}},
+  svg: {{fontCache: 'global'}}
+}};
+</script>
+<script src="mathjax/{MATHJAX_FILE}"></script>"""
+
+
+@cache
+def mathjax_source() -> Path:
+    """MathJax 3 as installed with the course (the sphinx-mathjax-offline package, which the book uses too)."""
+    from importlib.metadata import PackageNotFoundError, files
+
+    try:
+        found = [f for f in files("sphinx-mathjax-offline") or [] if f.name == MATHJAX_FILE]
+    except PackageNotFoundError:
+        found = []
+    if not found:
+        raise RuntimeError(f"{MATHJAX_FILE} not found: install the course's requirements.txt (sphinx-mathjax-offline)")
+    return Path(found[0].locate())
+
+
+def use_local_mathjax(page: Path) -> bool:
+    """Point a feedback page at the MathJax beside it (mathjax/) instead of a CDN; False if the page has no MathJax block."""
+    text, found = MATHJAX_BLOCK.subn(lambda _: LOCAL_MATHJAX, page.read_text(), count=1)
+    if found:
+        page.write_text(text)
+    return bool(found)
+
+
+def place_mathjax(folder: Path) -> None:
+    """Put MathJax in folder/mathjax/ (a hard link to the installed file where possible: one copy per disk)."""
+    target = folder / "mathjax" / MATHJAX_FILE
+    target.parent.mkdir(exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(mathjax_source(), target)
+    except OSError:
+        shutil.copyfile(mathjax_source(), target)

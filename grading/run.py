@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .feedback import place_mathjax
 from .submissions import Submission, collect, copy_in, unpack
 
 STATUSES = ("graded", "timeout", "crashed", "invalid", "missing", "pending")  # pending: the run was interrupted
@@ -251,6 +252,8 @@ def collect_outputs(row: Row, options: Options, work_out: Path) -> None:
             target = work_out / kind / row.student
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(produced, target)
+            if kind == "feedback" and any("mathjax/" in page.read_text() for page in target.glob("*.html")):
+                place_mathjax(target)  # the pages typeset their maths from it, offline
     log = lane / "logs" / f"{row.student}.log"
     if log.exists():
         (work_out / "logs").mkdir(parents=True, exist_ok=True)

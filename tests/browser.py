@@ -32,6 +32,20 @@ class BrowserError(RuntimeError):
     pass
 
 
+def chromium() -> str:
+    """Chromium's path; without it a test is skipped here, and fails under CI=true (.ci/run installs it)."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is missing in CI: .ci/run should have installed it (apt-get install chromium)")
+        pytest.skip("Chromium not installed; to run the browser tests: sudo apt-get install chromium")
+    return path
+
+
 class Browser:
     """`with Browser(executable, profile) as b: html = b.dom(url)`; `b.screenshot(url, path, width, height)`."""
 
@@ -116,13 +130,17 @@ class Browser:
             raise BrowserError(f"{expression[:60]}: {result['exceptionDetails'].get('text')}")
         return result["result"].get("value")
 
-    def dom(self, url: str) -> str:
-        """The page's DOM as HTML, once it has loaded and its maths is typeset."""
+    def read(self, url: str, expression: str):
+        """Open `url`, wait until it has loaded and its maths is typeset, return the value of a JavaScript expression."""
         target, session = self._open(url)
         try:
-            return self.evaluate("document.documentElement.outerHTML", session)
+            return self.evaluate(expression, session)
         finally:
             self.send("Target.closeTarget", {"targetId": target})
+
+    def dom(self, url: str) -> str:
+        """The page's DOM as HTML, once it has loaded and its maths is typeset."""
+        return self.read(url, "document.documentElement.outerHTML")
 
     def screenshot(self, url: str, path: Path, width: int, height: int) -> None:
         target, session = self._open(url, width, height)

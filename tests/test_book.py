@@ -12,9 +12,7 @@ test is skipped locally and fails under ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,7 +26,7 @@ import nbformat
 import pytest
 import yaml
 
-from browser import Browser
+from browser import Browser, chromium
 
 pytestmark = pytest.mark.book
 
@@ -199,18 +197,9 @@ class _Page(HTMLParser):
             self.remote.append(src)
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture(scope="session")
 def browser() -> str:
-    path = _chromium()
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is missing in CI: .ci/run should have installed it (apt-get install chromium)")
-        pytest.skip("Chromium not installed; to run the browser test: sudo apt-get install chromium")
-    return path
+    return chromium()
 
 
 @pytest.fixture(scope="session")

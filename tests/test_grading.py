@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import classroom as cr
+from browser import Browser, chromium
 
 pytestmark = pytest.mark.grading
 # the tests that read the graded class share its module fixture: one xdist worker runs them all
@@ -220,6 +222,22 @@ def test_grading_feedback_never_shows_hidden_tests(graded):
     assert "A hidden test failed." in failing
     shortcut = (feedback / "shortcut" / f"{ASSIGNMENT}.html").read_text()
     assert "earns no points" in shortcut
+
+
+@ON_THE_CLASS
+def test_grading_feedback_typesets_its_maths_offline(graded, tmp_path):
+    folder = graded["base"] / "out-parallel" / "feedback" / "perfect"
+    page = folder / f"{ASSIGNMENT}.html"
+    remote = re.findall(r"<(?:script|link|img|iframe)\b[^>]*(?:src|href)=[\"'](?:https?:)?//", page.read_text())
+    assert not remote, f"the feedback page loads from another host: {remote}"
+    with Browser(chromium(), tmp_path / "profile") as browser:
+        typeset, text = browser.read(page.as_uri(), "[document.querySelectorAll('mjx-container').length, "
+                                                    "document.body.innerText]")
+    # every formula of the page's text typeset (the assignment's introduction has display and inline maths)
+    assert typeset >= 2, f"{typeset} formulas typeset"
+    assert "\\frac" not in text and "$$" not in text, "raw TeX left on the page"
+    # one MathJax per disk: each student's folder links to the installed file
+    assert (folder / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
 
 
 @ON_THE_CLASS
