@@ -70,6 +70,14 @@ def one_run(ref: str, keep: bool, number: int) -> dict[str, float]:
                 figures[f"pytest ({target})"] = inside
             print(f"  make {target}: {seconds:7.1f} s  ({seconds / 60:.1f} min; exit code {result.returncode}); "
                   f"pytest: {summary[-1].strip('= ') if summary else 'no summary line'}", flush=True)
+            if result.returncode != 0:
+                # a measurement, but a failure must be seen: its lines, and the whole output kept beside the clone
+                for line in result.stdout.splitlines():
+                    if line.startswith(("FAILED", "ERROR")):
+                        print("    " + line[:300])
+                log = Path(tmp).parent / f"make-{target}-{commit}-run{number}.log"
+                log.write_text(result.stdout + result.stderr)
+                print(f"    whole output: {log}")
             durations = result.stdout.split("slowest 8 durations", 1)
             if target == "test" and len(durations) == 2:
                 print("  slowest tests:")
