@@ -94,9 +94,14 @@ def grade(assignment: str, submissions: Path, out: Path, *args: str,
 
 def grade_until(assignment: str, submissions: Path, out: Path, *args: str, until, timeout: float = 600,
                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Start the instructor's command and press Ctrl-C (SIGINT) as soon as `until()` is true."""
+    """Start the instructor's command and press Ctrl-C (SIGINT) as soon as `until()` is true.
+
+    The grader starts with SIGINT at its default action, as in a terminal: a test suite started in
+    the background (`make test &` in a script) inherits SIGINT ignored, and so would the grader.
+    """
     command, env = _grading_command(assignment, submissions, out, args, extra_env)
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     while not until():
         assert process.poll() is None, f"grading ended before the interruption:\n{process.communicate()[1][-3000:]}"
