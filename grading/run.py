@@ -265,7 +265,7 @@ def collect_outputs(row: Row, options: Options, work_out: Path) -> None:
 # --- merge, report ---------------------------------------------------------------------------------
 
 def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_url: str) -> dict[str, tuple]:
-    """Copy every lane's grades into the course gradebook (one writer); return its scores per student."""
+    """Write every student's recorded grades into the course gradebook (one writer); return its scores per student."""
     import warnings
 
     from nbgrader.api import Gradebook
