@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-TIMEOUT_NAMES = {"CellTimeoutError", "KeyboardInterrupt"}
 DEAD_KERNEL_SIGNS = ("DeadKernelError", "Kernel died", "kernel died", "Kernel didn't respond")
 # A kernel that dies or hangs before its first reply has run none of the student's code
 # (a busy machine, a port taken by another lane's kernel): start it again, a few times.
@@ -38,9 +37,10 @@ def _config(lane: Path):
     c.CourseDirectory.source_directory = "source"
     c.CourseDirectory.release_directory = "release"
     c.CourseDirectory.db_url = f"sqlite:///{lane / 'gradebook.db'}"
-    # nbgrader's autograde steps, with its executor replaced by one that keeps the credit earned before a crash
+    # nbgrader's autograde steps, with its executor replaced by ours: two sandboxed runs (graded and visible)
+    # that keep the credit earned before a crash
     c.Autograde.autograde_preprocessors = [
-        "grading.execute.ExecuteKeepingCredit",
+        "grading.execute.ExecuteTwice",
         "nbgrader.preprocessors.IgnorePattern",
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         "nbgrader.preprocessors.LimitOutput",
@@ -62,20 +62,6 @@ def _api(lane: Path):
 
     config = _config(lane)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-
-
-def _cells_with_error(notebook: Path, names) -> list[str]:
-    """The cells of an autograded notebook with an error output named in `names` (grade_id, or the cell's index)."""
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    cells = []
-    for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error" and output.get("ename") in names:
-                cells.append(cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index}"))
-                break
-    return cells
 
 
 def grade(lane: Path, assignment: str, student: str) -> dict:
@@ -103,10 +89,10 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
             return {"status": "crashed", "detail": "the Python kernel died while running the notebook"}
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["nbgrader could not grade it"]
         return {"status": "invalid", "detail": last[0][:300]}
-    from .execute import KERNEL_DIED
+    from .execute import OUTCOME
 
-    timed_out = [cell for nb in autograded for cell in _cells_with_error(nb, TIMEOUT_NAMES)]
-    killed_in = [cell for nb in autograded for cell in _cells_with_error(nb, {KERNEL_DIED})]
+    # the graded run decides: which cell killed its kernel, which ones hit the time limit
+    killed_in, timed_out = OUTCOME.get("died_in"), OUTCOME.get("timed_out", [])
     with Gradebook(f"sqlite:///{lane / 'gradebook.db'}") as gb:
         try:
             submission = gb.find_submission(assignment, student)
@@ -130,7 +116,7 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
     scored = {"score": score, "max_score": max_score, "cells": cells}
     if killed_in:
         return {"status": "crashed", **scored,
-                "detail": f"the Python kernel died in {killed_in[0]}; the cells after it did not run and score 0"}
+                "detail": f"the Python kernel died in {killed_in}; the cells after it did not run and score 0"}
     if timed_out:
         return {"status": "timeout", **scored, "detail": "time limit hit in " + ", ".join(timed_out)}
     return {"status": "graded", **scored, "detail": ""}

@@ -31,6 +31,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--regrade", action="store_true",
                    help="grade every student again; by default a student already graded into OUT (OUT/results.jsonl) "
                         "with the same submission, assignment and settings is kept")
+    a.add_argument("--no-sandbox", action="store_true",
+                   help="run learner code without isolation (when bubblewrap cannot run here): it can then read the "
+                        "hidden tests and the gradebook, use the network and write anywhere you can")
     a.add_argument("--keep-work", action="store_true", help="keep OUT/.work (lane folders) for debugging")
     a.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     options = Options(assignment=args.assignment, submissions=args.submissions, out=args.out, jobs=args.jobs,
                       source=args.source, config=args.config, timeout=args.timeout, memory_mb=args.memory_mb,
-                      db=args.db, keep_work=args.keep_work, quiet=args.quiet, regrade=args.regrade)
+                      db=args.db, keep_work=args.keep_work, quiet=args.quiet, regrade=args.regrade,
+                      sandbox=not args.no_sandbox)
     try:
         autograde(options)
     except (ValueError, RuntimeError) as error:

@@ -1,35 +1,135 @@
-"""The preprocessor that runs a submission in nbgrader's autograde: nbgrader's own, plus credit earned before a crash.
+"""How a submission runs in nbgrader's autograde: twice, each time in a sandboxed kernel, keeping credit earned before a crash.
 
-When the kernel dies in the middle of a notebook (`os._exit`, a crash inside a library, the
-memory limit), nbgrader's executor raises, and autograde discards the whole run: the learner
-scores 0, even for the parts whose tests had already passed. Here the cell that killed the
-kernel gets an error output saying so, every later code cell gets one saying it did not run,
-and the run goes on to scoring: the graded cells that passed before the crash keep their
-points, the others score 0. `grading._one` finds the KERNEL_DIED output and reports the
-student as `crashed`, naming the cell.
+Hidden tests run in the learner's own kernel, so learner code can watch them run (an IPython
+hook sees each cell's source, and so do `sys.settrace` and `inspect`) and print what it saw
+in a later cell. So the notebook runs twice, each run in a kernel of its own, sandboxed
+(`grading.sandbox`):
+
+* the **graded run** executes the whole notebook, hidden tests included. Nothing it prints
+  reaches anyone: the grader keeps, for each test cell, whether it failed and a short
+  message it builds itself (`verdict`): the error's name if it is a Python or course
+  exception, and the message's "likely mistake:" line (else its first "check:" line), cut
+  to MESSAGE_CHARS.
+  The points come from this run only, and never from a number the cell displays
+  (nbgrader's partial credit), which learner code could forge;
+* the **visible run** executes the notebook with every hidden-test region removed. Its
+  outputs are what the autograded notebook and the feedback show: learner code in it can
+  only see code the learner already has.
+
+When the kernel dies in the middle of a run (`os._exit`, a crash inside a library, the
+memory limit), nbgrader's executor raises, and autograde would discard the whole
+submission. Here the cell that killed the kernel gets an error output saying so, every
+later code cell gets one saying it did not run, and the run goes on to scoring: the
+graded cells that passed before the crash keep their points. `OUTCOME` tells
+`grading._one` which cell killed the graded run's kernel and which cells hit the time limit.
 """
 
 from __future__ import annotations
 
+import builtins
+import copy
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
+from nbgrader.utils import is_grade, is_solution
+from traitlets import CaselessStrEnum
+
+from .feedback import strip_hidden
 
 KERNEL_DIED = "KernelDied"  # the ename of the error output in the cell that killed the kernel
 NOT_RUN = "CellNotRun"  # the ename in each code cell after it
+TIMEOUT = "CellTimeoutError"  # nbgrader's ename for a cell that hit the time limit
 DIED_MESSAGE = ("the Python kernel died while this cell ran (for example os._exit, a crash in a library, "
                 "or running out of memory)")
 NOT_RUN_MESSAGE = "the kernel died in the cell above; this cell did not run"
+HIDDEN_FAILED = "A hidden test failed"
+MESSAGE_CHARS = 200  # the most of a graded-run message that reaches the feedback
+# Error names the graded run may report: Python's own exceptions and the course's, nothing a learner names
+KNOWN_ERRORS = frozenset(name for name, value in vars(builtins).items()
+                         if isinstance(value, type) and issubclass(value, BaseException)) | {
+    "ShortcutError", KERNEL_DIED, NOT_RUN, TIMEOUT}
+
+# What the last graded run found, for grading._one: {"died_in": cell or None, "timed_out": [cells]}
+OUTCOME: dict = {}
 
 
-def _error(ename: str, evalue: str):
-    return new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+def _error(ename: str, evalue: str, traceback: list[str] | None = None):
+    return new_output("error", ename=ename, evalue=evalue, traceback=traceback or [f"{ename}: {evalue}"])
+
+
+def cell_name(cell, index: int) -> str:
+    return cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index}")
+
+
+def _failure(cell):
+    """The output that costs a test cell its points (nbgrader: an error, or anything on stderr), or None."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "error" or (output.output_type == "stream" and output.get("name") == "stderr"):
+            return output
+    return None
+
+
+def verdict(cell) -> dict | None:
+    """What the grader takes from a test cell of the graded run: None if it passed, else a name and a short message."""
+    failure = _failure(cell)
+    if failure is None:
+        return None
+    # the grader's own errors first: a cell stopped at the time limit also holds the KeyboardInterrupt it caused
+    failure = next((o for o in cell.outputs if o.get("ename") in (TIMEOUT, KERNEL_DIED, NOT_RUN)), failure)
+    if failure.output_type == "stream":
+        return {"ename": "stderr", "message": "the test wrote to stderr (a warning or an error message)"}
+    ename = failure.get("ename") if failure.get("ename") in KNOWN_ERRORS else "Error"
+    lines = [line.strip() for line in str(failure.get("evalue", "")).splitlines()]
+    # the course's checks end their message with what the learner should look at (convlib.checks.compare)
+    mistake = next((line for line in lines if line.startswith("likely mistake:")),
+                   next((line for line in lines if line.startswith("check:")), ""))
+    mistake = "".join(ch for ch in mistake if ch.isprintable())[:MESSAGE_CHARS]
+    if ename in (KERNEL_DIED, NOT_RUN, TIMEOUT):
+        mistake = {KERNEL_DIED: DIED_MESSAGE, NOT_RUN: NOT_RUN_MESSAGE, TIMEOUT: "the cell hit the time limit"}[ename]
+    return {"ename": ename, "message": mistake}
+
+
+def is_test(cell) -> bool:
+    """An autograded test cell: its points depend on whether it runs without error."""
+    return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager that talks to its kernel over Unix sockets in a folder of their own.
+
+    TCP cannot cross the sandbox's network namespace; a Unix socket in a folder bound into the
+    sandbox can. The folder sits directly in the temporary folder: a socket's path must stay under
+    108 bytes, however deep the grading folders are.
+    """
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    def __init__(self, **kwargs) -> None:
+        self.folder = tempfile.mkdtemp(prefix="grading-")
+        super().__init__(**kwargs)
+        self.connection_file = os.path.join(self.folder, "kernel.json")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class ExecuteKeepingCredit(Execute):
-    """nbgrader's Execute, except that a kernel that dies leaves the cells before it graded as they ran."""
+    """nbgrader's Execute in a sandboxed kernel, except that a kernel that dies leaves the cells before it graded."""
 
     _died_in: int | None = None
+
+    def __init__(self, **kwargs) -> None:
+        kwargs["kernel_manager_class"] = SandboxedKernelManager
+        super().__init__(**kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
         self._died_in = None
@@ -47,3 +147,62 @@ class ExecuteKeepingCredit(Execute):
             self._died_in = index
             cell.outputs.append(_error(KERNEL_DIED, DIED_MESSAGE))
             return cell, self.resources
+
+
+class ExecuteTwice(ExecuteKeepingCredit):
+    """The graded run (hidden tests in; only verdicts come back), then the visible run (its outputs are shown)."""
+
+    def _run(self, nb, resources, kind: str):
+        """Execute a copy of `nb` in a fresh kernel whose working folder is new and empty; return it and where it died."""
+        nb = copy.deepcopy(nb)
+        path = Path(resources["metadata"]["path"]).resolve()
+        student = resources.get("nbgrader", {}).get("student", "student")
+        runs = path.parents[2] / "runs"  # the lane (course folder) holds autograded/<student>/<assignment>
+        runs.mkdir(exist_ok=True)
+        folder = tempfile.mkdtemp(prefix=f"{student}-{kind}-", dir=runs)
+        try:
+            run_resources = {**resources, "metadata": {**resources["metadata"], "path": folder}}
+            super().preprocess(nb, run_resources)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return nb, self._died_in
+
+    def preprocess(self, nb, resources=None, km=None):
+        OUTCOME.clear()
+        graded, died_in = self._run(nb, resources, "graded")
+        OUTCOME.update(died_in=None if died_in is None else cell_name(graded.cells[died_in], died_in),
+                       timed_out=[cell_name(c, i) for i, c in enumerate(graded.cells)
+                                  if any(o.get("ename") == TIMEOUT for o in c.get("outputs", []))])
+        visible = copy.deepcopy(nb)
+        for cell in visible.cells:
+            if cell.cell_type == "code":
+                cell.source, _ = strip_hidden(cell.source)
+        visible, _ = self._run(visible, resources, "visible")
+        for cell, shown, scored in zip(nb.cells, visible.cells, graded.cells):
+            if cell.cell_type == "code":
+                cell.outputs = shown.outputs
+                cell.execution_count = shown.get("execution_count")
+                if is_test(cell):
+                    cell.outputs = _scored_outputs(shown.outputs, verdict(scored))
+        self.nb = nb
+        return nb, resources
+
+
+def _scored_outputs(shown: list, failed: dict | None) -> list:
+    """A test cell's outputs from the visible run, made to carry the graded run's verdict and nothing else.
+
+    nbgrader scores the cell from these outputs: an error (or stderr) means 0, else full points.
+    """
+    outputs = []
+    for output in shown:
+        if output.output_type == "execute_result":  # shown as it is, never read as partial credit
+            output = new_output("display_data", data=output.get("data", {}), metadata=output.get("metadata", {}))
+        elif failed is None and (output.output_type == "error" or output.get("name") == "stderr"):
+            # the graded run passed: whatever the visible run showed does not cost points
+            text = output.get("text") or f"{output.get('ename')}: {output.get('evalue')}"
+            output = new_output("stream", name="stdout", text=f"[in the visible run only] {text}\n")
+        outputs.append(output)
+    if failed is not None and _failure({"outputs": outputs}) is None:
+        message = f"{HIDDEN_FAILED} ({failed['ename']})" + (f": {failed['message']}" if failed["message"] else ".")
+        outputs.append(_error(failed["ename"], failed["message"], [message]))
+    return outputs

@@ -1,10 +1,9 @@
 """Feedback pages: hidden tests removed, maths typeset offline.
 
 nbgrader's `generate_feedback` shows the autograded notebook, where the test cells
-were restored from the gradebook *with* their hidden tests; a failing hidden test's
-traceback repeats its source line by line. The preprocessor HideHiddenTests keeps the
-cell (and its points) but replaces the hidden region with a note, and reduces every
-error output of such a cell to its one-line message.
+were restored from the gradebook *with* their hidden tests. The preprocessor
+HideHiddenTests keeps the cell (and its points) but replaces the hidden region with a
+note. The outputs are already safe to show (see grading.execute).
 
 The page nbconvert writes loads MathJax 2 from a CDN, so offline (and wherever the
 network is not allowed) its maths shows as raw TeX. `use_local_mathjax` points the page
@@ -41,17 +40,17 @@ def strip_hidden(source: str) -> tuple[str, bool]:
 
 
 class HideHiddenTests(Preprocessor):
+    """Show a test cell without its hidden region.
+
+    Its outputs need no change: they come from the run without hidden tests, plus, when a hidden test
+    failed, the one-line message the grader built (grading.execute).
+    """
+
     enabled = Bool(True)  # nbconvert preprocessors are off unless enabled
 
     def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type != "code":
-            return cell, resources
-        cell.source, had_hidden = strip_hidden(cell.source)
-        if had_hidden:
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
-                    message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
-                    output["traceback"] = ["A hidden test failed.", message]
+        if cell.cell_type == "code":
+            cell.source, _ = strip_hidden(cell.source)
         return cell, resources
 
 

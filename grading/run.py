@@ -46,6 +46,7 @@ class Options:
     keep_work: bool = False
     quiet: bool = False
     regrade: bool = False  # grade every student again, even those already recorded in OUT/results.jsonl
+    sandbox: bool = True  # run learner code in grading.sandbox (bubblewrap); False only with --no-sandbox
 
 
 @dataclass
@@ -83,26 +84,19 @@ def nbgrader_settings(options: Options) -> dict:
     return settings
 
 
-def child_environment(work: Path, memory_mb: int) -> dict[str, str]:
-    """Environment of a lane's grading process and of the kernels it starts."""
+def child_environment(work: Path, memory_mb: int, sandbox: bool) -> dict[str, str]:
+    """Environment of a lane's grading process (the kernels it starts get only what grading.sandbox passes on)."""
+    from .sandbox import kernel_spec
+
     kernels = work / "jupyter" / "kernels" / "python3"
     kernels.mkdir(parents=True, exist_ok=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "grading._kernel", "--memory-mb", str(memory_mb), "-f", "{connection_file}"],
-        "display_name": "Python 3 (grading, memory-limited)",
-        "language": "python",
-    }))
+    (kernels / "kernel.json").write_text(json.dumps(kernel_spec(memory_mb, sandbox)))
     env = dict(os.environ)
     env.update({
-        # one BLAS/OpenMP thread per kernel: lanes already use the cores
-        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1",
         "JUPYTER_PATH": str(work / "jupyter"),  # our python3 kernelspec comes first
-        "IPYTHONDIR": str(work / "ipython"),  # no personal startup files in the grading kernel
+        "IPYTHONDIR": str(work / "ipython"),  # no personal startup files
         "MPLBACKEND": "Agg",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")])),
-        # nbgrader shells out to alembic, which lives next to this Python
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")])),  # the launcher
         "PYTHONHASHSEED": "0",
     })
     return env
@@ -213,6 +207,9 @@ def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: 
     copy_in(sub, lane / "submitted" / sub.student / options.assignment / notebook_name)
     result = lane / "result.json"
     result.unlink(missing_ok=True)
+    from .sandbox import UID_VARIABLE, lane_uid
+
+    env = {**env, UID_VARIABLE: str(lane_uid(int(lane.name.rsplit("-", 1)[1])))}  # the lane's kernels run as its user
     process = _forks().Process(target=_one.child, args=(str(lane), options.assignment, sub.student, env, str(result)),
                                name=f"grade-{sub.student}")
     process.start()
@@ -411,7 +408,7 @@ def grading_key(options: Options, settings: dict) -> str:
     for path in sorted(p for p in source.rglob("*") if p.is_file()
                        and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(source).parts)):
         digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(json.dumps([settings, options.memory_mb], sort_keys=True).encode())
+    digest.update(json.dumps([settings, options.memory_mb, options.sandbox], sort_keys=True).encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -511,6 +508,25 @@ def _interrupt(signum, frame):
     raise _Interrupted(signal.Signals(signum).name)
 
 
+NOT_ISOLATED = ("--no-sandbox: learner code runs as you, with your environment variables and your network, and can "
+                "read and write every file you can: the assignment's source with its hidden tests, the gradebook, "
+                "OUT, the other submissions. Grade this way only in a throw-away machine or container that holds "
+                "nothing else.")
+
+
+def check_sandbox(options: Options) -> None:
+    """Refuse to grade without isolation unless asked to; say loudly what is not isolated when asked."""
+    from .sandbox import unavailable
+
+    if options.sandbox:
+        reason = unavailable()
+        if reason:
+            raise RuntimeError(f"cannot isolate learner code: {reason}. Grading runs every submission in a sandbox; "
+                               f"to grade without one (only where nothing else of value is reachable), add --no-sandbox")
+    else:
+        print(f"WARNING: {NOT_ISOLATED}", file=sys.stderr)
+
+
 # --- the whole class -----------------------------------------------------------------------------
 
 def autograde(options: Options) -> list[Row]:
@@ -529,6 +545,7 @@ def autograde(options: Options) -> list[Row]:
         handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         settings = nbgrader_settings(options)
+        check_sandbox(options)
         folder = options.submissions
         if not folder.exists():
             raise ValueError(f"SUBMISSIONS {folder} does not exist")
@@ -541,7 +558,7 @@ def autograde(options: Options) -> list[Row]:
                              f"assignments of exactly one notebook")
         notebook_name = notebooks[0]
         submissions = collect(folder, notebook_name)
-        env = child_environment(work, options.memory_mb)
+        env = child_environment(work, options.memory_mb, options.sandbox)
         cell_timeout = settings["Execute"]["timeout"]
         hard_limit = cell_timeout * (code_cells + 2) + 120  # every cell at its limit, plus start-up
 

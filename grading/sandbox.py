@@ -1,0 +1,245 @@
+"""The grading kernel, isolated: bubblewrap namespaces, an unprivileged user, limits, a cleared environment.
+
+Learner code runs in the kernel, so the kernel is the thing to contain. nbclient starts it
+through `SandboxedKernelManager`, whose kernel spec (written by `grading.run`) runs
+
+    python -m grading.sandbox --memory-mb M --mode bwrap|none -f CONNECTION_FILE
+
+This launcher runs outside the sandbox, as the grader's user. With `--mode bwrap` it hands
+the connection folder to the lane's unprivileged user (root graders only), becomes that
+user, and replaces itself with `bwrap`, which starts the kernel with:
+
+* its own mount namespace holding only the system's programs and libraries (/usr and the
+  like), the Python installation and the course's environment and `convlib`, all
+  read-only; a private /tmp; a working folder of its own in memory (the kernel's current
+  folder); and the connection folder, where the kernel's IPC sockets live. Nothing else
+  of the grader's file system: no source notebook, gradebook, OUT, other submission or
+  home folder;
+* its own network namespace (a loopback of its own and nothing else: the kernel talks to
+  the grader over Unix sockets in the connection folder, jupyter_client's ipc transport),
+  PID, IPC, UTS and cgroup namespaces, no new user namespaces inside;
+* an environment cleared and rebuilt from a short list (`environment`);
+* limits set inside, before the kernel starts (`BOOTSTRAP`): address space (memory),
+  processes (a fork bomb stops at PROCESSES), file size and no core files.
+
+With `--mode none` (`python -m grading autograde ... --no-sandbox`) the launcher starts
+the same kernel with the same limits and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+
+PROCESSES = 256  # processes and threads of the sandbox's user; the kernel itself uses about a dozen
+FILE_MB = 256  # the largest file learner code may write
+TMP_MB = 512  # the private /tmp and the working folder, each (in memory, counted in the memory of the machine)
+# Every grading lane runs its kernels as a user of its own (a root grader only): processes of one lane never
+# count against another's limit, and no lane can signal or read another's. The numbers are far above the
+# uids of real accounts and of the usual subordinate-uid ranges.
+LANE_UID_BASE = 1_900_000_000
+UID_VARIABLE = "GRADING_SANDBOX_UID"  # set by grading._one for its lane: the uid the lane's kernels run as
+# The only variables of the grader's that reach the kernel: they choose numeric kernels (how a machine
+# computes, never what it may read), so that grading can be run as another processor would.
+PASSED_THROUGH = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE",
+                  "NPY_DISABLE_CPU_FEATURES")
+# System folders the Python installation needs, bound read-only where they exist (links are recreated as links)
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache", "/etc/localtime",
+          "/sys/devices/system/cpu")
+
+# Runs first in the kernel's process: the user (root graders: the lane's, for good, and no way back through
+# a set-user-id program), the limits (a learner cannot raise a hard limit), then ipykernel.
+BOOTSTRAP = """\
+import ctypes, os, resource, sys
+uid = {uid!r}
+if uid is not None:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+if ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+    raise SystemExit("grading.sandbox: prctl(PR_SET_NO_NEW_PRIVS) failed")
+limits = {limits!r}
+for name, value in limits.items():
+    resource.setrlimit(getattr(resource, name), (value, value))
+if sys.argv[1:] == ["--probe"]:
+    import ipykernel
+    print("ok", os.getuid())
+    raise SystemExit
+sys.argv = ["grading-kernel"] + sys.argv[1:]
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+"""
+
+
+def limits(memory_mb: int) -> dict[str, int]:
+    return {"RLIMIT_AS": memory_mb * 2**20, "RLIMIT_NPROC": PROCESSES, "RLIMIT_FSIZE": FILE_MB * 2**20,
+            "RLIMIT_CORE": 0}
+
+
+def environment(source: dict[str, str]) -> dict[str, str]:
+    """The kernel's whole environment: what Python, the libraries and IPython need, and the PASSED_THROUGH variables."""
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": "/tmp", "USER": "learner", "LOGNAME": "learner", "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp", "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.matplotlib", "MPLBACKEND": "Agg",
+        "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+        # one BLAS/OpenMP thread per kernel: lanes already use the cores
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
+        "VECLIB_MAXIMUM_THREADS": "1",
+    }
+    env.update({name: source[name] for name in PASSED_THROUGH if name in source})
+    return env
+
+
+def _convlib_folder() -> str | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("convlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.realpath(list(spec.submodule_search_locations)[0])
+
+
+def read_only_paths() -> list[str]:
+    """What the kernel may read: the Python installation, the environment, convlib (never the repository around it)."""
+    paths = [sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
+    python = os.path.realpath(sys.executable)
+    if not any(python.startswith(p.rstrip("/") + "/") for p in paths):
+        paths.append(os.path.dirname(python))
+    convlib = _convlib_folder()
+    if convlib:
+        paths.append(convlib)
+    return sorted(set(paths))
+
+
+def _top_link(path: str) -> bool:
+    return os.path.islink(path) and path.count("/") == 1  # /bin -> usr/bin on a merged-/usr system
+
+
+def bwrap_command(cwd: str, connection_folder: str, env: dict[str, str], as_root: bool) -> list[str]:
+    """The bubblewrap command line that runs a program in a fresh in-memory `cwd`, seeing only what it needs.
+
+    As root, bwrap makes the namespaces itself and the program starts as root inside them, with only the
+    capabilities to change its user (the BOOTSTRAP drops them for good before any learner code runs):
+    a user namespace would map the sandbox's user to root outside, and process limits do not bind root.
+    Any other user gets a user namespace of its own, where no new one can be made.
+    """
+    bwrap = shutil.which("bwrap") or "bwrap"
+    args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--clearenv"]
+    # no --new-session: the kernel stays in the grading child's process group, so that the grader's hard limit
+    # (a signal to the group) reaches it; it has no terminal to push keystrokes into
+    if as_root:
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-user", "--disable-userns"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp"]
+    binds = [("--ro-bind", path) for path in SYSTEM if os.path.exists(path) and not _top_link(path)]
+    binds += [("--ro-bind", path) for path in read_only_paths() if not path.startswith("/usr/")]
+    binds += [("--bind", connection_folder)]
+    made = {"/", "/tmp"}
+    for path in [path for _, path in binds] + [cwd]:
+        # the folders above each bound path: bwrap would make them 0700, and the kernel's user must pass through
+        for parent in reversed(Path(path).parents):
+            if str(parent) not in made:
+                made.add(str(parent))
+                args += ["--perms", "0755", "--dir", str(parent)]
+    for path in SYSTEM:
+        if _top_link(path):
+            args += ["--symlink", os.readlink(path), path]
+    for option, path in binds:
+        args += [option, path, path]
+    args += ["--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", cwd, "--chdir", cwd]
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    return args
+
+
+def kernel_command(memory_mb: int, uid: int | None) -> list[str]:
+    return [sys.executable, "-c", BOOTSTRAP.format(limits=limits(memory_mb), uid=uid)]
+
+
+def command(cwd: str, connection_file: str, memory_mb: int, sandbox: bool, source_env: dict[str, str]
+            ) -> tuple[list[str], dict[str, str] | None]:
+    """(argv, environment or None for bwrap's own) that start the kernel for `connection_file`.
+
+    A root grader gives the connection folder to the lane's user first: the kernel makes its sockets there.
+    """
+    env = environment(source_env)
+    if not sandbox:
+        return kernel_command(memory_mb, None), {**source_env, **env, "HOME": source_env.get("HOME", "/tmp")}
+    folder = os.path.dirname(connection_file)
+    uid = None
+    if os.getuid() == 0:
+        uid = int(source_env.get(UID_VARIABLE, LANE_UID_BASE))
+        for path in (folder, connection_file):
+            os.chown(path, uid, uid)
+    return bwrap_command(cwd, folder, env, as_root=uid is not None) + kernel_command(memory_mb, uid), None
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m grading.sandbox")
+    parser.add_argument("--memory-mb", type=int, required=True)
+    parser.add_argument("--mode", choices=("bwrap", "none"), required=True)
+    parser.add_argument("-f", dest="connection_file", required=True)
+    options, kernel_arguments = parser.parse_known_args(argv)  # the rest is ipykernel's (nbclient adds some)
+    connection_file = os.path.realpath(options.connection_file)
+    argv, env = command(os.getcwd(), connection_file, options.memory_mb, options.mode == "bwrap", dict(os.environ))
+    argv += ["-f", connection_file, *kernel_arguments]
+    if env is None:
+        os.execv(argv[0], argv)
+    os.execve(argv[0], argv, env)
+
+
+# --- the grader's side --------------------------------------------------------------------------------
+
+def lane_uid(lane: int) -> int:
+    return LANE_UID_BASE + lane
+
+
+@cache
+def unavailable() -> str | None:
+    """Why the sandbox cannot run on this machine (None when it can): bwrap missing, or namespaces refused."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return ("bubblewrap (the `bwrap` command) is not installed: on Debian or Ubuntu run "
+                "`sudo apt-get install bubblewrap`")
+    with tempfile.TemporaryDirectory(prefix="grading-probe-") as folder:
+        connection = os.path.join(folder, "kernel.json")
+        Path(connection).write_text("{}")
+        os.mkdir(os.path.join(folder, "run"))
+        env = {UID_VARIABLE: str(lane_uid(0))}
+        argv, _ = command(os.path.join(folder, "run"), connection, 1024, True, env)
+        try:
+            probe = subprocess.run(argv + ["--probe"], capture_output=True, text=True, timeout=60, cwd="/")
+        except (OSError, subprocess.SubprocessError) as error:
+            return f"bubblewrap could not start: {error}"
+    if probe.returncode != 0 or not probe.stdout.startswith("ok"):
+        return (f"bubblewrap is installed but cannot create the sandbox here ({probe.stderr.strip()[-300:]}); "
+                "in a container, allow user namespaces (see the README, 'Grading inside a container')")
+    return None
+
+
+def kernel_spec(memory_mb: int, sandbox: bool) -> dict:
+    return {
+        "argv": [sys.executable, "-m", "grading.sandbox", "--memory-mb", str(memory_mb),
+                 "--mode", "bwrap" if sandbox else "none", "-f", "{connection_file}"],
+        "display_name": "Python 3 (grading, sandboxed)" if sandbox else "Python 3 (grading, not sandboxed)",
+        "language": "python",
+        # a time limit interrupts the kernel with a message on its control channel, not a signal: SIGINT sent
+        # from outside would stop bwrap itself (and with it the kernel), and never reach the kernel's code
+        "interrupt_mode": "message",
+    }
+
+
+if __name__ == "__main__":
+    main()
+
