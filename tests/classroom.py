@@ -79,16 +79,41 @@ def read_grades(out: Path) -> dict[str, dict[str, str]]:
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
+def require_sandbox() -> None:
+    """Skip a test that grades when the grading sandbox cannot run here (fail under CI=true: .ci/run installs it)."""
+    import pytest
+
+    from grading.sandbox import unavailable
+
+    reason = unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the grading sandbox cannot run in CI: {reason}")
+        pytest.skip(f"grading needs its sandbox: {reason}")
+
+
+def grade_run(assignment: str, submissions: Path, out: Path, *args: str,
+              extra_env: dict[str, str] | None = None, cpu: int | None = None) -> subprocess.CompletedProcess:
+    """Run the instructor's command (it must succeed); return the finished process.
+
+    With `cpu`, the grader and every kernel it starts run on that one processor core only (Linux).
+    """
+    if "--no-sandbox" not in args:
+        require_sandbox()
+    command, env = _grading_command(assignment, submissions, out, args, extra_env)
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))  # children inherit it
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800, preexec_fn=pin)
+    assert result.returncode == 0, f"grading failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
 def grade(assignment: str, submissions: Path, out: Path, *args: str,
           extra_env: dict[str, str] | None = None, cpu: int | None = None) -> dict[str, dict[str, str]]:
     """Run the instructor's command; return grades.csv as {student_id: row}.
 
     With `cpu`, the grader and every kernel it starts run on that one processor core only (Linux).
     """
-    command, env = _grading_command(assignment, submissions, out, args, extra_env)
-    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))  # children inherit it
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800, preexec_fn=pin)
-    assert result.returncode == 0, f"grading failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    grade_run(assignment, submissions, out, *args, extra_env=extra_env, cpu=cpu)
     return read_grades(out)
 
 
@@ -99,6 +124,7 @@ def grade_until(assignment: str, submissions: Path, out: Path, *args: str, until
     The grader starts with SIGINT at its default action, as in a terminal: a test suite started in
     the background (`make test &` in a script) inherits SIGINT ignored, and so would the grader.
     """
+    require_sandbox()
     command, env = _grading_command(assignment, submissions, out, args, extra_env)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
