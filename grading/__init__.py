@@ -4,6 +4,6 @@
 
 What it adds to nbgrader: parallel lanes (each with its own course folder and SQLite
 gradebook, merged at the end by one writer), a status for every submission (graded,
-timeout, crashed, invalid, missing), a memory limit per kernel, feedback without hidden
+timeout, crashed, invalid, missing), every kernel in a sandbox (grading.sandbox), feedback without hidden
 tests, a progress bar, a summary and a histogram. It imports nothing from convlib.
 """

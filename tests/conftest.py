@@ -29,6 +29,7 @@ FOLDER_AREAS = {"book": "book", "solutions": "assignments", "convlib": "convlib"
 LONG_FIRST = (
     "tests/test_grading.py::test_grading_class",  # its module fixture grades the class (about 60 s)
     "tests/test_grading.py",
+    "tests/test_sandbox.py::test_sandbox",  # its module fixture grades two small classes (about 25 s)
     "test_classic_mistakes_lose_points_through_the_grader",
     "test_every_mutation_fails_a_graded_test[ps06",
     "test_every_mutation_fails_a_graded_test[ps09",

@@ -34,6 +34,8 @@ NOT_REPOSITORY_FILES = {
     "myst.yml",
     # written by tests/test_grading.py into a temporary folder, so that two students' grading kernels die on start
     "sitecustomize.py",
+    # written (or attempted) by the hostile learner code of tests/test_sandbox.py, outside and inside its sandbox
+    "drop.txt", "outside.txt", "seen.txt",
     # PyTorch's own torch/autograd/function.py, which convlib.diagnosis recognises in the call stack
     "function.py",
 }

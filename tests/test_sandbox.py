@@ -26,7 +26,8 @@ import pytest
 
 import classroom as cr
 
-pytestmark = pytest.mark.grading
+# the attack tests share the graded classes of one module fixture: one xdist worker runs them all
+pytestmark = [pytest.mark.grading, pytest.mark.xdist_group(name="hostile-class")]
 
 ASSIGNMENT = "ps03-kernel-gradients"
 CANARY = "HIDDEN-TEST-CANARY"
