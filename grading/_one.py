@@ -122,6 +122,33 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
     return {"status": "graded", **scored, "detail": ""}
 
 
+def time_reference(lane: Path, assignment: str) -> dict:
+    """Run the assignment's source notebook (the reference solution, hidden tests in) once; time every cell.
+
+    Returns {"seconds": {grade_id: seconds}, "failed": [grade_ids of cells that raised]}: the cells that
+    failed are left out of "seconds" (their time says nothing about a right answer's).
+    """
+    import nbformat
+
+    from .execute import ExecuteKeepingCredit, cell_name
+
+    [notebook] = sorted((lane / "source" / assignment).glob("*.ipynb"))
+    executor = ExecuteKeepingCredit(config=_config(lane))
+    resources = {"metadata": {"path": str(lane / "autograded" / "reference" / assignment)},
+                 "nbgrader": {"student": "reference"}}
+    ran, _, seconds = executor.run_copy(nbformat.read(notebook, as_version=4), resources, "reference")
+    timed, failed = {}, []
+    for index, cell in enumerate(ran.cells):
+        if cell.cell_type != "code" or index not in seconds:
+            continue
+        name = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            failed.append(cell_name(cell, index))
+        elif name:
+            timed[name] = round(seconds[index], 3)
+    return {"seconds": timed, "failed": failed}
+
+
 def preload() -> None:
     """Import what every child needs, once, in the fork server."""
     import jupyter_client  # noqa: F401
@@ -135,8 +162,11 @@ def preload() -> None:
     from . import feedback  # noqa: F401
 
 
-def child(lane: str, assignment: str, student: str, env: dict[str, str], result: str) -> None:
-    """Body of the forked child: own session, own environment, output to the lane's log; never returns."""
+def child(lane: str, assignment: str, student: str, env: dict[str, str], result: str, task: str = "grade") -> None:
+    """Body of the forked child: own session, own environment, output to the lane's log; never returns.
+
+    task "grade" grades `student`; "time-reference" times the reference solution (`time_reference`).
+    """
     try:
         os.setsid()  # the parent kills this process group past the hard limit
         (Path(lane) / "logs").mkdir(exist_ok=True)
@@ -148,7 +178,10 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         os.chdir(lane)
         logging.disable(logging.WARNING)
         try:
-            outcome = grade(Path(lane), assignment, student)
+            if task == "time-reference":
+                outcome = time_reference(Path(lane), assignment)
+            else:
+                outcome = grade(Path(lane), assignment, student)
         except Exception as error:  # anything nbgrader raises for this student stays with this student
             outcome = {"status": "invalid", "detail": f"{type(error).__name__}: {error}"[:300]}
         partial = Path(result + ".partial")

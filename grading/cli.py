@@ -25,6 +25,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--config", type=Path, default=Path("nbgrader_config.py"),
                    help="nbgrader settings to use (default: ./nbgrader_config.py)")
     a.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: Execute.timeout in the config)")
+    a.add_argument("--time-multiple", type=float, default=10.0,
+                   help="a cell's time limit is this many times its time in the reference solution, plus "
+                        "--time-floor, and never above --timeout (default 10; 0: --timeout for every cell)")
+    a.add_argument("--time-floor", type=float, default=5.0,
+                   help="seconds added to every calibrated cell limit (default 5)")
     a.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per kernel in MiB (default 4096)")
     a.add_argument("--db", default=None,
                    help="gradebook URL (default sqlite:///OUT/gradebook.db), e.g. postgresql://user@host/course")
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(assignment=args.assignment, submissions=args.submissions, out=args.out, jobs=args.jobs,
                       source=args.source, config=args.config, timeout=args.timeout, memory_mb=args.memory_mb,
                       db=args.db, keep_work=args.keep_work, quiet=args.quiet, regrade=args.regrade,
-                      sandbox=not args.no_sandbox)
+                      sandbox=not args.no_sandbox, time_multiple=args.time_multiple, time_floor=args.time_floor)
     try:
         autograde(options)
     except (ValueError, RuntimeError) as error:

@@ -29,9 +29,9 @@ from __future__ import annotations
 import builtins
 import copy
 import os
-import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -39,7 +39,7 @@ from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
-from traitlets import CaselessStrEnum
+from traitlets import CaselessStrEnum, Dict
 
 from .feedback import strip_hidden
 
@@ -123,16 +123,31 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 
 class ExecuteKeepingCredit(Execute):
-    """nbgrader's Execute in a sandboxed kernel, except that a kernel that dies leaves the cells before it graded."""
+    """nbgrader's Execute in a sandboxed kernel, except that a kernel that dies leaves the cells before it graded.
 
+    Each cell whose grade_id is in `cell_limits` gets that many seconds (at most `timeout`) instead of
+    `timeout`: grading.run calibrates them on the reference solution, so that a function that never
+    returns costs seconds in every cell that calls it, not the full limit.
+    """
+
+    cell_limits = Dict(default_value={}, help="seconds per cell, by grade_id (at most `timeout`)").tag(config=True)
     _died_in: int | None = None
 
     def __init__(self, **kwargs) -> None:
         kwargs["kernel_manager_class"] = SandboxedKernelManager
         super().__init__(**kwargs)
+        self.seconds: dict[int, float] = {}
+
+    def _get_timeout(self, cell):
+        timeout = super()._get_timeout(cell)
+        limit = None if cell is None else self.cell_limits.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
+        if limit is None:
+            return timeout
+        return min(limit, timeout) if timeout else limit
 
     def preprocess(self, nb, resources=None, km=None):
         self._died_in = None
+        self.seconds = {}
         return super().preprocess(nb, resources, km)
 
     def preprocess_cell(self, cell, resources, index):
@@ -141,19 +156,21 @@ class ExecuteKeepingCredit(Execute):
         if self._died_in is not None:
             cell.outputs = [_error(NOT_RUN, NOT_RUN_MESSAGE)]
             return cell, self.resources
+        started = time.monotonic()
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             self._died_in = index
             cell.outputs.append(_error(KERNEL_DIED, DIED_MESSAGE))
             return cell, self.resources
+        finally:
+            self.seconds[index] = time.monotonic() - started
 
+    def run_copy(self, nb, resources, kind: str):
+        """Execute a copy of `nb` in a fresh kernel whose working folder is new and empty.
 
-class ExecuteTwice(ExecuteKeepingCredit):
-    """The graded run (hidden tests in; only verdicts come back), then the visible run (its outputs are shown)."""
-
-    def _run(self, nb, resources, kind: str):
-        """Execute a copy of `nb` in a fresh kernel whose working folder is new and empty; return it and where it died."""
+        Returns (the executed copy, the index of the cell that killed the kernel or None, seconds per cell index).
+        """
         nb = copy.deepcopy(nb)
         path = Path(resources["metadata"]["path"]).resolve()
         student = resources.get("nbgrader", {}).get("student", "student")
@@ -162,22 +179,26 @@ class ExecuteTwice(ExecuteKeepingCredit):
         folder = tempfile.mkdtemp(prefix=f"{student}-{kind}-", dir=runs)
         try:
             run_resources = {**resources, "metadata": {**resources["metadata"], "path": folder}}
-            super().preprocess(nb, run_resources)
+            ExecuteKeepingCredit.preprocess(self, nb, run_resources)  # not ExecuteTwice.preprocess
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return nb, self._died_in
+        return nb, self._died_in, dict(self.seconds)
+
+
+class ExecuteTwice(ExecuteKeepingCredit):
+    """The graded run (hidden tests in; only verdicts come back), then the visible run (its outputs are shown)."""
 
     def preprocess(self, nb, resources=None, km=None):
         OUTCOME.clear()
-        graded, died_in = self._run(nb, resources, "graded")
+        graded, died_in, _ = self.run_copy(nb, resources, "graded")
         OUTCOME.update(died_in=None if died_in is None else cell_name(graded.cells[died_in], died_in),
-                       timed_out=[cell_name(c, i) for i, c in enumerate(graded.cells)
+                       timed_out=[f"{cell_name(c, i)} ({self._get_timeout(c):.3g} s)" for i, c in enumerate(graded.cells)
                                   if any(o.get("ename") == TIMEOUT for o in c.get("outputs", []))])
         visible = copy.deepcopy(nb)
         for cell in visible.cells:
             if cell.cell_type == "code":
                 cell.source, _ = strip_hidden(cell.source)
-        visible, _ = self._run(visible, resources, "visible")
+        visible, _, _ = self.run_copy(visible, resources, "visible")
         for cell, shown, scored in zip(nb.cells, visible.cells, graded.cells):
             if cell.cell_type == "code":
                 cell.outputs = shown.outputs

@@ -46,6 +46,8 @@ class Options:
     keep_work: bool = False
     quiet: bool = False
     regrade: bool = False  # grade every student again, even those already recorded in OUT/results.jsonl
+    time_multiple: float = 10.0  # a cell's time limit: this many times its time in the reference solution ...
+    time_floor: float = 5.0  # ... plus this many seconds (never above `timeout`); time_multiple 0: `timeout` for all
     sandbox: bool = True  # run learner code in grading.sandbox (bubblewrap); False only with --no-sandbox
 
 
@@ -199,33 +201,30 @@ def _stop_running_children() -> None:
                 pass
 
 
-def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: str, env: dict[str, str],
-                  hard_limit: float) -> Row:
+def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], hard_limit: float,
+              task: str = "grade") -> dict:
+    """Run `grading._one.child` for one task in a forked child of its own; its outcome, or why there is none."""
     from . import _one
-
-    started = time.monotonic()
-    copy_in(sub, lane / "submitted" / sub.student / options.assignment / notebook_name)
-    result = lane / "result.json"
-    result.unlink(missing_ok=True)
     from .sandbox import UID_VARIABLE, lane_uid
 
     env = {**env, UID_VARIABLE: str(lane_uid(int(lane.name.rsplit("-", 1)[1])))}  # the lane's kernels run as its user
-    process = _forks().Process(target=_one.child, args=(str(lane), options.assignment, sub.student, env, str(result)),
-                               name=f"grade-{sub.student}")
+    result = lane / "result.json"
+    result.unlink(missing_ok=True)
+    process = _forks().Process(target=_one.child, args=(str(lane), assignment, student, env, str(result), task),
+                               name=f"{task}-{student}")
     process.start()
     with _RUNNING_LOCK:
         _RUNNING.add(process.pid)
     try:
         process.join(hard_limit)
         if process.is_alive():
-            outcome = {"status": "timeout", "detail": f"grading exceeded {hard_limit:.0f} s and was stopped"}
-        elif result.exists():
-            outcome = json.loads(result.read_text())
-        else:
-            output = lane / "logs" / f"{sub.student}.out"
-            last = (output.read_text(errors="replace").strip().splitlines() if output.exists() else []) or ["no message"]
-            outcome = {"status": "crashed", "detail": f"the grader process ended without a result "
-                                                      f"(exit code {process.exitcode}): {last[-1][:200]}"}
+            return {"status": "timeout", "detail": f"grading exceeded {hard_limit:.0f} s and was stopped"}
+        if result.exists():
+            return json.loads(result.read_text())
+        output = lane / "logs" / f"{student}.out"
+        last = (output.read_text(errors="replace").strip().splitlines() if output.exists() else []) or ["no message"]
+        return {"status": "crashed", "detail": f"the grader process ended without a result "
+                                               f"(exit code {process.exitcode}): {last[-1][:200]}"}
     finally:
         try:
             os.killpg(process.pid, signal.SIGKILL)  # the child's session: whatever it left running
@@ -235,9 +234,51 @@ def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: 
         with _RUNNING_LOCK:
             _RUNNING.discard(process.pid)
         process.close()
+
+
+def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: str, env: dict[str, str],
+                  hard_limit: float) -> Row:
+    started = time.monotonic()
+    copy_in(sub, lane / "submitted" / sub.student / options.assignment / notebook_name)
+    outcome = run_child(lane, options.assignment, sub.student, env, hard_limit)
     return Row(sub.student, outcome["status"], float(outcome.get("score") or 0.0),
                float(outcome.get("max_score") or 0.0), outcome.get("detail", ""),
                time.monotonic() - started, lane, cells=outcome.get("cells"))
+
+
+REFERENCE_TIMES = "reference-times.json"
+
+
+def calibrate(options: Options, lane: Path, env: dict[str, str], hard_limit: float, key: str) -> dict[str, float]:
+    """Each cell's time limit, {grade_id: seconds}: time_multiple x its time in the reference solution + time_floor.
+
+    The reference solution runs once per assignment and settings (cached in OUT/reference-times.json, keyed
+    like the results); never above the cell timeout. time_multiple 0 turns calibration off.
+    """
+    if options.time_multiple <= 0:
+        return {}
+    cache = options.out / REFERENCE_TIMES
+    measured = None
+    if cache.exists():
+        try:
+            cached = json.loads(cache.read_text())
+            measured = cached["reference"] if cached.get("grading_key") == key else None
+        except (ValueError, KeyError, TypeError):
+            measured = None
+    if measured is None:
+        measured = run_child(lane, options.assignment, "reference", env, hard_limit, task="time-reference")
+        if "seconds" not in measured:
+            print(f"WARNING: the reference solution could not be timed ({measured.get('detail', 'no result')}); "
+                  f"every cell gets the full time limit", file=sys.stderr)
+            return {}
+        partial = cache.with_name(cache.name + ".partial")
+        partial.write_text(json.dumps({"grading_key": key, "reference": measured}, indent=1))
+        os.replace(partial, cache)
+    if measured.get("failed"):
+        print(f"WARNING: the reference solution fails in {', '.join(measured['failed'])}: those cells get the full "
+              f"time limit", file=sys.stderr)
+    return {name: round(options.time_multiple * seconds + options.time_floor, 1)
+            for name, seconds in measured["seconds"].items()}
 
 
 def collect_outputs(row: Row, options: Options, work_out: Path) -> None:
@@ -408,7 +449,8 @@ def grading_key(options: Options, settings: dict) -> str:
     for path in sorted(p for p in source.rglob("*") if p.is_file()
                        and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(source).parts)):
         digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(json.dumps([settings, options.memory_mb, options.sandbox], sort_keys=True).encode())
+    digest.update(json.dumps([settings, options.memory_mb, options.sandbox, options.time_multiple, options.time_floor],
+                             sort_keys=True).encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -560,7 +602,7 @@ def autograde(options: Options) -> list[Row]:
         submissions = collect(folder, notebook_name)
         env = child_environment(work, options.memory_mb, options.sandbox)
         cell_timeout = settings["Execute"]["timeout"]
-        hard_limit = cell_timeout * (code_cells + 2) + 120  # every cell at its limit, plus start-up
+        hard_limit = 2 * cell_timeout * (code_cells + 2) + 120  # two runs, every cell at its limit, plus start-up
 
         # students graded by an earlier run, with the same submission, assignment, settings and grader, are kept
         key = grading_key(options, settings)
@@ -574,6 +616,14 @@ def autograde(options: Options) -> list[Row]:
             lane = work / f"lane-{k}"
             shutil.copytree(template, lane, ignore=shutil.ignore_patterns("release"))
             lanes.put(lane)
+        if any(not sub.status for sub, _ in todo):
+            # each cell's time limit, from the reference solution's time (a hang then costs seconds per cell)
+            limits = calibrate(options, work / "lane-0", env, hard_limit, key)
+            for k in range(options.jobs):
+                config = work / f"lane-{k}" / "config.json"
+                lane_settings = json.loads(config.read_text())
+                lane_settings["nbgrader"]["ExecuteKeepingCredit"] = {"cell_limits": limits}
+                config.write_text(json.dumps(lane_settings))
 
         from nbgrader.api import Gradebook
 

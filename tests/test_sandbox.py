@@ -148,8 +148,7 @@ def attacked(tmp_path_factory):
                                       "answer-bias": answers["answer-bias"] + SNOOP.format(**fields),
                                       "answer-weight": answers["answer-weight"] + REPORT.format(**fields)})
             cr.write(folder, "snoop", ASSIGNMENT, snoop)
-            cr.write(folder, "honest", ASSIGNMENT, cr.fill(release, answers))
-            if mode == "sandbox":
+            if mode == "sandbox":  # graded beside snoop, on the other lane: neither disturbs the other
                 cr.write(folder, "fork-bomb", ASSIGNMENT,
                          cr.fill(release, {**answers, "answer-bias": answers["answer-bias"] + FORK_BOMB}))
             args = ["--jobs", "2"] + (["--no-sandbox"] if mode == "no-sandbox" else [])
@@ -171,7 +170,7 @@ def test_sandbox_contains_every_attempt_and_keeps_the_points(attacked):
     run = attacked["sandbox"]
     full = cr.max_points(ASSIGNMENT)
     assert {s: (float(r["score"]), r["status"]) for s, r in run["rows"].items()} == {
-        "snoop": (full, "graded"), "honest": (full, "graded"), "fork-bomb": (full, "graded")}
+        "snoop": (full, "graded"), "fork-bomb": (full, "graded")}
     lines = _attack_lines(run, "snoop")
     assert set(lines) == {"SNOOP source", "SNOOP grades", "SNOOP network", "SNOOP outside", "SNOOP environment",
                           "SNOOP hook"}, f"the attacks did not all run: {lines}"
