@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -174,7 +175,10 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.environ.clear()
-        os.environ.update(env)  # kernels started from here inherit it (memory limit, one BLAS thread)
+        os.environ.update(env)  # the kernels' launcher reads it (grading.sandbox)
+        from .sandbox import SOCKETS, sockets_folder
+
+        os.environ[SOCKETS] = str(sockets_folder(os.getpid()))
         os.chdir(lane)
         logging.disable(logging.WARNING)
         try:
@@ -188,6 +192,7 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         partial.write_text(json.dumps(outcome))
         os.replace(partial, result)  # the parent sees a whole result or none
     finally:
+        shutil.rmtree(os.environ.get("GRADING_SOCKETS", "/nonexistent"), ignore_errors=True)  # our kernels' sockets
         os._exit(0)  # skip interpreter shutdown: threads left by jupyter_client must not keep the child alive
 
 

@@ -42,6 +42,7 @@ from nbgrader.utils import is_grade, is_solution
 from traitlets import CaselessStrEnum, Dict
 
 from .feedback import strip_hidden
+from .sandbox import SOCKETS
 
 KERNEL_DIED = "KernelDied"  # the ename of the error output in the cell that killed the kernel
 NOT_RUN = "CellNotRun"  # the ename in each code cell after it
@@ -105,14 +106,17 @@ class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager that talks to its kernel over Unix sockets in a folder of their own.
 
     TCP cannot cross the sandbox's network namespace; a Unix socket in a folder bound into the
-    sandbox can. The folder sits directly in the temporary folder: a socket's path must stay under
-    108 bytes, however deep the grading folders are.
+    sandbox can. The folders sit in a short folder of the temporary folder (SOCKETS): a socket's
+    path must stay under 108 bytes, however deep the grading folders are.
     """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
     def __init__(self, **kwargs) -> None:
-        self.folder = tempfile.mkdtemp(prefix="grading-")
+        base = os.environ.get(SOCKETS) or None
+        if base:
+            os.makedirs(base, exist_ok=True)
+        self.folder = tempfile.mkdtemp(prefix="k-", dir=base)
         super().__init__(**kwargs)
         self.connection_file = os.path.join(self.folder, "kernel.json")
 
@@ -120,6 +124,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
 
 
 class ExecuteKeepingCredit(Execute):

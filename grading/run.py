@@ -231,6 +231,9 @@ def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], ha
         except (ProcessLookupError, PermissionError):
             pass
         process.join()
+        from .sandbox import sockets_folder
+
+        shutil.rmtree(sockets_folder(process.pid), ignore_errors=True)  # what a killed child left
         with _RUNNING_LOCK:
             _RUNNING.discard(process.pid)
         process.close()

@@ -201,6 +201,14 @@ def main(argv: list[str] | None = None) -> None:
 
 # --- the grader's side --------------------------------------------------------------------------------
 
+SOCKETS = "GRADING_SOCKETS"  # the folder (short, in /tmp) where a grading process's kernels make their sockets
+
+
+def sockets_folder(pid: int) -> Path:
+    """The folder of the kernels' sockets of grading process `pid`: made by it, removed by it and by its parent."""
+    return Path(tempfile.gettempdir()) / f"grading-sockets-{pid}"
+
+
 def lane_uid(lane: int) -> int:
     return LANE_UID_BASE + lane
 

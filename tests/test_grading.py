@@ -10,6 +10,7 @@ re-running gives the same result, a zip reads like a folder, an interrupted run 
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import sqlite3
@@ -261,6 +262,22 @@ def test_grading_keeps_the_credit_earned_before_the_kernel_died(graded):
     page = html.unescape((graded["base"] / "out-parallel" / "feedback" / "exits-in-part-b" / f"{ASSIGNMENT}.html")
                          .read_text())
     assert DIED_MESSAGE in page and NOT_RUN_MESSAGE in page
+
+
+@ON_THE_CLASS
+def test_grading_limits_each_cell_by_its_time_in_the_reference_solution(graded):
+    out = graded["base"] / "out-parallel"
+    reference = json.loads((out / "reference-times.json").read_text())["reference"]
+    # the reference solution ran once, and every one of its code cells was timed
+    assert reference["failed"] == []
+    assert set(reference["seconds"]) == {cr.grade_id(c) for c in cr.source(ASSIGNMENT).cells if c.cell_type == "code"}
+    # the endless loop stopped in each bias cell at 10 x the reference's time + 5 s, never above --timeout 10
+    detail = graded["parallel"]["endless-loop"]["detail"]
+    limits = {cell: float(limit) for cell, limit in re.findall(r"([\w-]+) \(([\d.]+) s\)", detail)}
+    assert set(limits) == {"test-bias-visible", "test-bias-hidden"}, detail
+    for cell, limit in limits.items():
+        assert limit == pytest.approx(min(10, 10 * reference["seconds"][cell] + 5), abs=0.1), (cell, detail)
+    assert limits["test-bias-hidden"] < 6, "a cell the reference runs in milliseconds waits seconds, not the minute"
 
 
 @ON_THE_CLASS
