@@ -44,6 +44,10 @@ TMP_MB = 512  # the private /tmp and the working folder, each (in memory, counte
 # count against another's limit, and no lane can signal or read another's. The numbers are far above the
 # uids of real accounts and of the usual subordinate-uid ranges.
 LANE_UID_BASE = 1_900_000_000
+# The course library is bound alone, at a path of its own that comes first on the kernel's PYTHONPATH: the
+# kernel imports exactly the convlib the grader found (the repository's own when the grader runs from one,
+# else the installed one), and never sees the folder around it (solutions/ sits beside convlib/).
+LIBRARY = "/opt/course"
 UID_VARIABLE = "GRADING_SANDBOX_UID"  # set by grading._one for its lane: the uid the lane's kernels run as
 # The only variables of the grader's that reach the kernel: they choose numeric kernels (how a machine
 # computes, never what it may read), so that grading can be run as another processor would.
@@ -89,6 +93,7 @@ def environment(source: dict[str, str]) -> dict[str, str]:
         "HOME": "/tmp", "USER": "learner", "LOGNAME": "learner", "LANG": "C.UTF-8",
         "TMPDIR": "/tmp", "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.matplotlib", "MPLBACKEND": "Agg",
         "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+        "PYTHONPATH": LIBRARY,
         # one BLAS/OpenMP thread per kernel: lanes already use the cores
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
         "VECLIB_MAXIMUM_THREADS": "1",
@@ -107,14 +112,11 @@ def _convlib_folder() -> str | None:
 
 
 def read_only_paths() -> list[str]:
-    """What the kernel may read: the Python installation, the environment, convlib (never the repository around it)."""
+    """What the kernel may read where it is: the Python installation and the environment."""
     paths = [sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
     python = os.path.realpath(sys.executable)
     if not any(python.startswith(p.rstrip("/") + "/") for p in paths):
         paths.append(os.path.dirname(python))
-    convlib = _convlib_folder()
-    if convlib:
-        paths.append(convlib)
     return sorted(set(paths))
 
 
@@ -143,8 +145,9 @@ def bwrap_command(cwd: str, connection_folder: str, env: dict[str, str], as_root
     binds = [("--ro-bind", path) for path in SYSTEM if os.path.exists(path) and not _top_link(path)]
     binds += [("--ro-bind", path) for path in read_only_paths() if not path.startswith("/usr/")]
     binds += [("--bind", connection_folder)]
+    convlib = _convlib_folder()
     made = {"/", "/tmp"}
-    for path in [path for _, path in binds] + [cwd]:
+    for path in [path for _, path in binds] + [cwd, f"{LIBRARY}/convlib"]:
         # the folders above each bound path: bwrap would make them 0700, and the kernel's user must pass through
         for parent in reversed(Path(path).parents):
             if str(parent) not in made:
@@ -155,6 +158,8 @@ def bwrap_command(cwd: str, connection_folder: str, env: dict[str, str], as_root
             args += ["--symlink", os.readlink(path), path]
     for option, path in binds:
         args += [option, path, path]
+    if convlib:
+        args += ["--ro-bind", convlib, f"{LIBRARY}/convlib"]
     args += ["--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", cwd, "--chdir", cwd]
     for name, value in env.items():
         args += ["--setenv", name, value]
@@ -173,7 +178,8 @@ def command(cwd: str, connection_file: str, memory_mb: int, sandbox: bool, sourc
     """
     env = environment(source_env)
     if not sandbox:
-        return kernel_command(memory_mb, None), {**source_env, **env, "HOME": source_env.get("HOME", "/tmp")}
+        return kernel_command(memory_mb, None), {**source_env, **env, "HOME": source_env.get("HOME", "/tmp"),
+                                                 "PYTHONPATH": source_env.get("PYTHONPATH", "")}
     folder = os.path.dirname(connection_file)
     uid = None
     if os.getuid() == 0:

@@ -13,6 +13,7 @@ import html
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -158,6 +159,9 @@ def graded(tmp_path_factory):
     # the serial run is interrupted (Ctrl-C) while it grades its last student, then run again to finish
     serial_out = base / "out-serial"
     journal = serial_out / "results.jsonl"
+    # same assignment and settings: the serial run reuses the parallel run's timing of the reference solution
+    serial_out.mkdir()
+    shutil.copyfile(base / "out-parallel" / "reference-times.json", serial_out / "reference-times.json")
     interrupted = cr.grade_until(ASSIGNMENT, archive, serial_out, "--jobs", "1", *limits,
                                  until=lambda: journal.exists() and '"student": "exits"' in journal.read_text())
     after_interruption = {"journal": journal.read_text().splitlines(), "grades": cr.read_grades(serial_out)}
@@ -278,6 +282,9 @@ def test_grading_limits_each_cell_by_its_time_in_the_reference_solution(graded):
     for cell, limit in limits.items():
         assert limit == pytest.approx(min(10, 10 * reference["seconds"][cell] + 5), abs=0.1), (cell, detail)
     assert limits["test-bias-hidden"] < 6, "a cell the reference runs in milliseconds waits seconds, not the minute"
+    # a run into an OUT that holds the timing for the same assignment and settings does not time it again
+    serial = json.loads((graded["base"] / "out-serial" / "reference-times.json").read_text())["reference"]
+    assert serial == reference
 
 
 @ON_THE_CLASS

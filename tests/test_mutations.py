@@ -17,14 +17,16 @@ answers with one mistake injected, as {answer cell grade_id: wrong source}. Two 
    learner downloads it, every cell: it must fail in every visible test cell (a test that passes
    with no answer asserts nothing) and in no other cell. Each run that starts a kernel's list
    (the reference, the release) runs in a fresh kernel.
-2. A sample of two classic mistakes per assignment, listed in GRADED, is written into
+2. A classic mistake per assignment, listed in GRADED, is written into
    submission notebooks made from the *release* notebook and graded end to end through
    `python -m grading`, exactly as an instructor would: each must score less than full
    marks, the reference full marks, and the feedback page the learner receives must name
-   the mistakes listed in MESSAGES. The grader runs as another machine would: other CPU
+   the mistake listed in MESSAGES. The grader runs as another machine would: other CPU
    kernels (conftest.other_processor) and one thread per kernel (the grader's own setting);
    for a module that sets GRADE_AT_HALF_SPEED (ps09, whose graded training runs in float32
-   against a time limit) also at half this machine's speed, its two lanes sharing one core.
+   against a time limit) also at half this machine's speed, its two lanes sharing one core,
+   and with each cell's time limit calibrated on the reference solution (the others grade with
+   the plain cell limit: calibration is tested on the graded class of tests/test_grading.py).
    A grade that depends on the processor or on the grader's speed fails here.
 """
 
@@ -195,7 +197,9 @@ def test_classic_mistakes_lose_points_through_the_grader(module, tmp_path):
         # two lanes on one core: each kernel runs at half speed (a core per xdist worker, so workers do not share)
         allowed = sorted(os.sched_getaffinity(0))
         cpu = allowed[int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % len(allowed)]
-    rows = cr.grade(assignment, folder, tmp_path / "out", "--jobs", "2", extra_env=other_processor(), cpu=cpu)
+    calibrated = [] if getattr(module, "GRADE_AT_HALF_SPEED", False) else ["--time-multiple", "0"]  # see the docstring
+    rows = cr.grade(assignment, folder, tmp_path / "out", "--jobs", "2", *calibrated, extra_env=other_processor(),
+                    cpu=cpu)
     full = cr.max_points(assignment)
     assert cr.score(rows, "reference") == (full, "graded")
     survivors = {name: rows[name]["score"] for name in module.GRADED if float(rows[name]["score"]) >= full}

@@ -63,6 +63,6 @@ MESSAGES = {
     "bias-averaged": "the batch is averaged",
 }
 
-# two classic mistakes, graded end to end through `python -m grading` as well (tests/test_mutations.py):
+# a classic mistake, graded end to end through `python -m grading` as well (tests/test_mutations.py):
 # the grader must agree with the kernel run above, which tries every mutation
-GRADED = ["no-sum-over-batch", "flipped-kernel-gradient"]
+GRADED = ["no-sum-over-batch"]

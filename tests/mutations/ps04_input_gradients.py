@@ -79,6 +79,6 @@ MESSAGES = {
     "overwrite-instead-of-accumulate": "accumulate with +=",
 }
 
-# two classic mistakes, graded end to end through `python -m grading` as well (tests/test_mutations.py):
+# a classic mistake, graded end to end through `python -m grading` as well (tests/test_mutations.py):
 # the grader must agree with the kernel run above, which tries every mutation
-GRADED = ["unflipped-kernel", "overwrite-instead-of-accumulate"]
+GRADED = ["unflipped-kernel"]

@@ -129,6 +129,6 @@ MESSAGES = {
     "module-output-not-from-function": "the node of an operation applied after (or instead of) your Function",
 }
 
-# two classic mistakes, graded end to end through `python -m grading` as well (tests/test_mutations.py):
+# a classic mistake, graded end to end through `python -m grading` as well (tests/test_mutations.py):
 # the grader must agree with the kernel run above, which tries every mutation
-GRADED = ["too-few-gradients", "needs-input-grad-ignored"]
+GRADED = ["too-few-gradients"]

@@ -101,9 +101,9 @@ MESSAGES = {
     "backward-uses-convlib": "ran library code",
 }
 
-# two classic mistakes, graded end to end through `python -m grading` as well (tests/test_mutations.py):
+# a classic mistake, graded end to end through `python -m grading` as well (tests/test_mutations.py):
 # the grader must agree with the kernel run above, which tries every mutation
-GRADED = ["grad-weight-flipped", "grad-input-unflipped"]
+GRADED = ["grad-weight-flipped"]
 # its test-training cell trains a network in float32 against a time limit: graded at half this machine's speed
 # (tests/test_mutations.py), the reference must still score full marks
 GRADE_AT_HALF_SPEED = True
