@@ -13,6 +13,11 @@ Three rules shape this module.
   array matches a known wrong answer (unflipped kernel, no sum over the batch,
   overwriting instead of accumulating, ...).
 
+A likely mistake is written as one line a program can read back, with a short
+code before the words: ``likely mistake [the-kernel-is-flipped]: the kernel is
+flipped: ...`` (`likely_mistake`, `MISTAKE_LINE`, `mistakes_in`). The grading
+tool counts them over a class.
+
 >>> import numpy as np
 >>> compare("answer", np.array([1.0, 2.0]), np.array([1.0, 2.0]))
 >>> call_own_code(lambda a: np.cumsum(a), np.arange(3.0))
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from typing import Any, Callable
 
@@ -39,6 +45,10 @@ __all__ = [
     "check_grad_weight",
     "check_grad_input",
     "check_grad_bias",
+    "likely_mistake",
+    "mistake_code",
+    "mistakes_in",
+    "MISTAKE_LINE",
 ]
 
 # Packages whose code an answer may not run: each has a ready-made convolution or gradient.
@@ -47,6 +57,40 @@ FORBIDDEN_PACKAGES = ("convlib", "torch", "scipy", "tensorflow", "jax", "keras")
 # float64 on both sides: a correct answer differs from PyTorch only by rounding (~1e-15 relative);
 # 1e-7 leaves room for a different summation order and still catches any real mistake.
 RTOL, ATOL = 1e-7, 1e-9
+
+
+# --- likely mistakes, in a form a program can read -----------------------------------------------------
+
+MISTAKE_LINE = re.compile(r"likely mistake \[(?P<code>[a-z0-9]+(?:-[a-z0-9]+)*)\]: (?P<text>[^\n]+)")
+
+
+def mistake_code(text: str) -> str:
+    """A short, stable code for a likely mistake: its first words (at most 8), up to a ':', ';', '.' or '('.
+
+    >>> mistake_code("the kernel is flipped: deep-learning convolution is cross-correlation (no flip)")
+    'the-kernel-is-flipped'
+    """
+    head = re.split(r"[:;.](?:\s|$)|\(", text, maxsplit=1)[0]
+    words = re.findall(r"[a-z0-9]+", head.lower())[:8]
+    return "-".join(words) or "unnamed"
+
+
+def likely_mistake(text: str, code: str | None = None) -> str:
+    """The line of a check's message that names a likely mistake (indented, as the lines around it).
+
+    >>> likely_mistake("mean instead of sum")
+    '  likely mistake [mean-instead-of-sum]: mean instead of sum'
+    """
+    return f"  likely mistake [{code or mistake_code(text)}]: {text}"
+
+
+def mistakes_in(message: str) -> dict[str, str]:
+    """{code: text} of the likely mistakes a message names, in order.
+
+    >>> mistakes_in("dL/db is wrong." + chr(10) + likely_mistake("mean instead of sum"))
+    {'mean-instead-of-sum': 'mean instead of sum'}
+    """
+    return {match["code"]: match["text"].strip() for match in MISTAKE_LINE.finditer(message)}
 
 
 class ShortcutError(AssertionError):
@@ -140,7 +184,7 @@ def compare(what: str, received: Any, expected: Any, *, hints: list[tuple[str, A
     ...
     AssertionError: dL/db is wrong.
       expected [4.], received [2.]
-      likely mistake: mean instead of sum
+      likely mistake [mean-instead-of-sum]: mean instead of sum
     """
     __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     expected = np.asarray(expected)
@@ -170,7 +214,7 @@ def compare(what: str, received: Any, expected: Any, *, hints: list[tuple[str, A
     for mistake, wrong_answer in hints:
         wrong_answer = np.asarray(wrong_answer)
         if wrong_answer.shape == received_array.shape and np.allclose(received_array, wrong_answer, rtol=rtol, atol=atol):
-            lines.append(f"  likely mistake: {mistake}")
+            lines.append(likely_mistake(mistake))
             break
     else:
         lines.extend(f"  check: {tip}" for tip in advice)

@@ -114,7 +114,11 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
         if not use_local_mathjax(page):
             with (lane / "logs" / f"{student}.log").open("a") as f:
                 f.write(f"\n[grading] {page.name}: no MathJax block found; its maths will show as TeX\n")
-    scored = {"score": score, "max_score": max_score, "cells": cells}
+    from .report import mistakes_in
+
+    # the likely mistakes its feedback names, for the class's report
+    mistakes = {code: text for nb in autograded for code, text in mistakes_in(nb).items()}
+    scored = {"score": score, "max_score": max_score, "cells": cells, "mistakes": mistakes}
     if killed_in:
         return {"status": "crashed", **scored,
                 "detail": f"the Python kernel died in {killed_in}; the cells after it did not run and score 0"}

@@ -39,6 +39,13 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--no-sandbox", action="store_true",
                    help="run learner code without isolation (when bubblewrap cannot run here): it can then read the "
                         "hidden tests and the gradebook, use the network and write anywhere you can")
+    a.add_argument("--roster", type=Path, default=None,
+                   help="CSV with a student_id column (the submission folders' names) and the LMS's identifiers "
+                        "(name, canvas_id, sis_user_id, sis_login_id, section, email, username, idnumber): writes "
+                        "OUT/canvas.csv and OUT/moodle.csv for a grade upload")
+    a.add_argument("--lms-column", default=None,
+                   help="the grade column's title in canvas.csv and moodle.csv (default: the assignment's name; "
+                        "for Canvas, the exported column title, e.g. 'PS03 (12345)', updates that assignment)")
     a.add_argument("--keep-work", action="store_true", help="keep OUT/.work (lane folders) for debugging")
     a.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -49,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(assignment=args.assignment, submissions=args.submissions, out=args.out, jobs=args.jobs,
                       source=args.source, config=args.config, timeout=args.timeout, memory_mb=args.memory_mb,
                       db=args.db, keep_work=args.keep_work, quiet=args.quiet, regrade=args.regrade,
-                      sandbox=not args.no_sandbox, time_multiple=args.time_multiple, time_floor=args.time_floor)
+                      sandbox=not args.no_sandbox, time_multiple=args.time_multiple, time_floor=args.time_floor,
+                      roster=args.roster, lms_column=args.lms_column)
     try:
         autograde(options)
     except (ValueError, RuntimeError) as error:

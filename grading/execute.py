@@ -88,8 +88,8 @@ def verdict(cell) -> dict | None:
         return {"ename": "stderr", "message": "the test wrote to stderr (a warning or an error message)"}
     ename = failure.get("ename") if failure.get("ename") in KNOWN_ERRORS else "Error"
     lines = [line.strip() for line in str(failure.get("evalue", "")).splitlines()]
-    # the course's checks end their message with what the learner should look at (convlib.checks.compare)
-    mistake = next((line for line in lines if line.startswith("likely mistake:")),
+    # the course's checks end their message with what the learner should look at (convlib.checks.likely_mistake)
+    mistake = next((line for line in lines if line.startswith("likely mistake")),
                    next((line for line in lines if line.startswith("check:")), ""))
     mistake = "".join(ch for ch in mistake if ch.isprintable())[:MESSAGE_CHARS]
     if ename in (KERNEL_DIED, NOT_RUN, TIMEOUT):

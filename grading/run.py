@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .feedback import place_mathjax
+from .report import (cell_table, mistake_table, read_roster, roster_problems, write_canvas, write_html, write_moodle,
+                     write_table)
 from .submissions import Submission, collect, copy_in, unpack
 
 STATUSES = ("graded", "timeout", "crashed", "invalid", "missing", "pending")  # pending: the run was interrupted
@@ -49,6 +51,8 @@ class Options:
     time_multiple: float = 10.0  # a cell's time limit: this many times its time in the reference solution ...
     time_floor: float = 5.0  # ... plus this many seconds (never above `timeout`); time_multiple 0: `timeout` for all
     sandbox: bool = True  # run learner code in grading.sandbox (bubblewrap); False only with --no-sandbox
+    roster: Path | None = None  # CSV: student_id and the LMS's identifiers (grading.report.ROSTER_COLUMNS)
+    lms_column: str | None = None  # the grade column's title in the LMS files (default: the assignment's name)
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Row:
     lane: Path | None = field(default=None, repr=False)
     cells: dict | None = field(default=None, repr=False)  # {notebook: {"grades": ..., "comments": ...}} from nbgrader
     submission_key: str = ""
+    mistakes: dict | None = field(default=None, repr=False)  # {code: text}: the likely mistakes its feedback names
     recorded: bool = False  # read back from OUT/results.jsonl instead of graded in this run
 
 
@@ -86,15 +91,19 @@ def nbgrader_settings(options: Options) -> dict:
     return settings
 
 
+UIDS = "GRADING_SANDBOX_UIDS"
+
+
 def child_environment(work: Path, memory_mb: int, sandbox: bool) -> dict[str, str]:
     """Environment of a lane's grading process (the kernels it starts get only what grading.sandbox passes on)."""
-    from .sandbox import kernel_spec
+    from .sandbox import kernel_spec, run_uids
 
     kernels = work / "jupyter" / "kernels" / "python3"
     kernels.mkdir(parents=True, exist_ok=True)
     (kernels / "kernel.json").write_text(json.dumps(kernel_spec(memory_mb, sandbox)))
     env = dict(os.environ)
     env.update({
+        UIDS: str(run_uids()),  # the first of this run's users for the kernels (grading.sandbox.run_uids)
         "JUPYTER_PATH": str(work / "jupyter"),  # our python3 kernelspec comes first
         "IPYTHONDIR": str(work / "ipython"),  # no personal startup files
         "MPLBACKEND": "Agg",
@@ -207,7 +216,8 @@ def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], ha
     from . import _one
     from .sandbox import UID_VARIABLE, lane_uid
 
-    env = {**env, UID_VARIABLE: str(lane_uid(int(lane.name.rsplit("-", 1)[1])))}  # the lane's kernels run as its user
+    # the lane's kernels run as its user, in the block of users drawn for this run (child_environment)
+    env = {**env, UID_VARIABLE: str(lane_uid(int(lane.name.rsplit("-", 1)[1]), int(env[UIDS])))}
     result = lane / "result.json"
     result.unlink(missing_ok=True)
     process = _forks().Process(target=_one.child, args=(str(lane), assignment, student, env, str(result), task),
@@ -246,7 +256,7 @@ def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: 
     outcome = run_child(lane, options.assignment, sub.student, env, hard_limit)
     return Row(sub.student, outcome["status"], float(outcome.get("score") or 0.0),
                float(outcome.get("max_score") or 0.0), outcome.get("detail", ""),
-               time.monotonic() - started, lane, cells=outcome.get("cells"))
+               time.monotonic() - started, lane, cells=outcome.get("cells"), mistakes=outcome.get("mistakes"))
 
 
 REFERENCE_TIMES = "reference-times.json"
@@ -425,7 +435,33 @@ class Progress:
         sys.stderr.flush()
 
 
-def summary(rows: list[Row], options: Options, elapsed: float) -> str:
+def write_reports(rows: list[Row], options: Options, source: Path, max_score: float,
+                  roster: dict[str, dict[str, str]] | None) -> dict[str, list[str]] | None:
+    """OUT/report.html, report-cells.csv, report-mistakes.csv; with a roster, canvas.csv and moodle.csv.
+
+    Returns the roster's problems (entries without a submission, submissions without an entry), or None.
+    """
+    import nbformat
+
+    points = {cell.metadata["nbgrader"]["grade_id"]: float(cell.metadata["nbgrader"].get("points", 0))
+              for cell in nbformat.read(source, as_version=4).cells
+              if cell.metadata.get("nbgrader", {}).get("grade")}  # in the notebook's order
+    cells, mistakes = cell_table(rows, points), mistake_table(rows)
+    write_table(cells, options.out / "report-cells.csv", ["cell", "max_points", "mean_points", "learners", "full",
+                                                          "part", "none"])
+    write_table(mistakes, options.out / "report-mistakes.csv", ["code", "mistake", "learners", "students"])
+    problems = None
+    if roster is not None:
+        problems = roster_problems(rows, roster)
+        column = options.lms_column or options.assignment
+        write_canvas(rows, roster, column, max_score, options.out / "canvas.csv")
+        write_moodle(rows, roster, column, options.out / "moodle.csv")
+    write_html(options.out / "report.html", options.assignment, rows, cells, mistakes, options.out / "scores.png",
+               STATUSES, problems)
+    return problems
+
+
+def summary(rows: list[Row], options: Options, elapsed: float, problems: dict[str, list[str]] | None = None) -> str:
     counts = {status: sum(row.status == status for row in rows) for status in STATUSES}
     scores = [row.score for row in rows]
     lines = [f"graded {len(rows)} submissions of {options.assignment} in {elapsed:.1f} s with {options.jobs} job(s)",
@@ -435,8 +471,14 @@ def summary(rows: list[Row], options: Options, elapsed: float) -> str:
         lines.append(f"  score: mean {statistics.mean(scores):.2f}, median {statistics.median(scores):g} "
                      f"(max {_number(max(row.max_score for row in rows))})")
         lines.append(f"  slowest: {slowest.student} ({slowest.seconds:.1f} s, {slowest.status})")
+    if problems is not None:
+        for key, what in (("no_submission", "in the roster without a submission folder"),
+                          ("not_in_roster", "submission folders not in the roster (left out of canvas.csv and "
+                                            "moodle.csv)")):
+            if problems[key]:
+                lines.append(f"  {what}: {', '.join(problems[key])}")
     lines.append(f"results: {options.out / 'grades.csv'}, feedback in {options.out / 'feedback'}/, "
-                 f"histogram {options.out / 'scores.png'}")
+                 f"report {options.out / 'report.html'}" + (", canvas.csv and moodle.csv" if problems is not None else ""))
     return "\n".join(lines)
 
 
@@ -508,12 +550,13 @@ class Journal:
 def _record(row: Row, key: str) -> dict:
     return {"student": row.student, "status": row.status, "score": row.score, "max_score": row.max_score,
             "detail": row.detail, "seconds": round(row.seconds, 2), "cells": row.cells,
-            "submission_key": row.submission_key, "grading_key": key}
+            "submission_key": row.submission_key, "grading_key": key, "mistakes": row.mistakes}
 
 
 def _row(record: dict) -> Row:
     return Row(record["student"], record["status"], record["score"], record["max_score"], record["detail"],
-               record["seconds"], cells=record["cells"], submission_key=record["submission_key"], recorded=True)
+               record["seconds"], cells=record["cells"], submission_key=record["submission_key"],
+               mistakes=record.get("mistakes"), recorded=True)
 
 
 def split_recorded(submissions: list[Submission], previous: dict[str, dict], key: str
@@ -577,8 +620,8 @@ def check_sandbox(options: Options) -> None:
 def autograde(options: Options) -> list[Row]:
     """Grade every submission not graded yet (all of them with options.regrade); write OUT's files from all of them."""
     started = time.monotonic()
-    if options.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
+    if not 1 <= options.jobs <= 1024:
+        raise ValueError(f"--jobs must be between 1 and 1024, got {options.jobs}")
     options.out.mkdir(parents=True, exist_ok=True)
     work = options.out / ".work"
     shutil.rmtree(work, ignore_errors=True)
@@ -590,6 +633,7 @@ def autograde(options: Options) -> list[Row]:
         handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         settings = nbgrader_settings(options)
+        roster = read_roster(options.roster) if options.roster else None  # a bad roster stops before any grading
         check_sandbox(options)
         folder = options.submissions
         if not folder.exists():
@@ -691,8 +735,10 @@ def autograde(options: Options) -> list[Row]:
                 write_placeholder_feedback(row, options.out, notebook_name)
         write_csv(rows, options.out / "grades.csv")
         write_histogram(rows, max_score, options.out / "scores.png", options.assignment)
+        problems = write_reports(rows, options, template / "source" / options.assignment / notebook_name, max_score,
+                                 roster)
         if not options.quiet:
-            print(summary(rows, options, time.monotonic() - started))
+            print(summary(rows, options, time.monotonic() - started, problems))
         return rows
     finally:
         for s, handler in handlers.items():

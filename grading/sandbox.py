@@ -41,9 +41,12 @@ PROCESSES = 256  # processes and threads of the sandbox's user; the kernel itsel
 FILE_MB = 256  # the largest file learner code may write
 TMP_MB = 512  # the private /tmp and the working folder, each (in memory, counted in the memory of the machine)
 # Every grading lane runs its kernels as a user of its own (a root grader only): processes of one lane never
-# count against another's limit, and no lane can signal or read another's. The numbers are far above the
-# uids of real accounts and of the usual subordinate-uid ranges.
+# count against another's limit (a root grader's sandbox has no user namespace, so a user's processes are
+# counted machine-wide), and no lane can signal or read another's. Each run draws its own block of
+# LANES_PER_RUN uids at random (`run_uids`), so that two runs on one machine do not share users either. The
+# numbers are far above the uids of real accounts and of the usual subordinate-uid ranges.
 LANE_UID_BASE = 1_900_000_000
+LANES_PER_RUN = 1024
 # The course library is bound alone, at a path of its own that comes first on the kernel's PYTHONPATH: the
 # kernel imports exactly the convlib the grader found (the repository's own when the grader runs from one,
 # else the installed one), and never sees the folder around it (solutions/ sits beside convlib/).
@@ -215,8 +218,17 @@ def sockets_folder(pid: int) -> Path:
     return Path(tempfile.gettempdir()) / f"grading-sockets-{pid}"
 
 
-def lane_uid(lane: int) -> int:
-    return LANE_UID_BASE + lane
+def run_uids() -> int:
+    """The first uid of a block of LANES_PER_RUN drawn for one grading run; lane k runs as that + k."""
+    import secrets
+
+    return LANE_UID_BASE + secrets.randbelow(2**20) * LANES_PER_RUN
+
+
+def lane_uid(lane: int, first: int = LANE_UID_BASE) -> int:
+    if not 0 <= lane < LANES_PER_RUN:
+        raise ValueError(f"lane {lane}: at most {LANES_PER_RUN} lanes (--jobs) per run")
+    return first + lane
 
 
 @cache

@@ -9,6 +9,7 @@ re-running gives the same result, a zip reads like a folder, an interrupted run 
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import os
@@ -24,6 +25,7 @@ import pytest
 
 import classroom as cr
 from browser import Browser, chromium
+from mutations import ps03_kernel_gradients as ps03_mistakes
 
 pytestmark = pytest.mark.grading
 # the tests that read the graded class share its module fixture: one xdist worker runs them all
@@ -96,6 +98,7 @@ EXPECTED = {
     "exits": (0, "crashed"),  # os._exit kills the kernel
     "exits-in-part-b": (2, "crashed"),  # part A (bias) passed before os._exit in part B's answer: its 2 points stay
     "memory-bomb": (2, "graded"),  # MemoryError under the kernel's limit, bias still counts
+    "flipped": (2, "graded"),  # the classic flipped kernel gradient: bias right, every weight test fails
     "corrupt": (0, "invalid"),
     "empty": (0, "missing"),
     # kernels that die before their first reply (a busy machine, a port taken by another kernel) ran none of
@@ -131,6 +134,8 @@ def build_class(folder: Path) -> None:
     cr.write(folder, "exits", ASSIGNMENT, cr.fill(release, {**answers, "answer-bias": EXIT_BIAS}))
     cr.write(folder, "exits-in-part-b", ASSIGNMENT, cr.fill(release, {**answers, "answer-weight": EXIT_BIAS}))
     cr.write(folder, "memory-bomb", ASSIGNMENT, cr.fill(release, {**bias_only, "answer-weight": MEMORY_BOMB}))
+    cr.write(folder, "flipped", ASSIGNMENT,
+             cr.fill(release, {**answers, **ps03_mistakes.MUTATIONS["flipped-kernel-gradient"]}))
     cr.write(folder, "corrupt", ASSIGNMENT, '{"cells": [ this is not JSON')
     cr.write(folder, "empty", ASSIGNMENT, None)
     for student in ("restart-never", "restart-twice"):
@@ -155,7 +160,18 @@ def graded(tmp_path_factory):
     (site / "sitecustomize.py").write_text(FAILING_KERNEL_SITE)
     failing_kernels = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
                        "KERNEL_STARTS_DIR": str(starts)}
-    parallel = cr.grade(ASSIGNMENT, folder, base / "out-parallel", "--jobs", "2", *limits, extra_env=failing_kernels)
+    # a roster for the LMS files: every student but one (corrupt), and one learner who handed in nothing (ghost)
+    roster = base / "roster.csv"
+    with roster.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", "name", "canvas_id", "sis_user_id", "sis_login_id", "section", "email",
+                         "idnumber"])
+        for k, student in enumerate(sorted(set(EXPECTED) - {"corrupt"}) + ["ghost"]):
+            writer.writerow([student, f"Learner {k}", 1000 + k, f"S{k:04d}", f"{student}@uni.example", "A",
+                             f"{student}@uni.example", f"ID{k:04d}"])
+    parallel_run = cr.grade_run(ASSIGNMENT, folder, base / "out-parallel", "--jobs", "2", *limits, "--roster",
+                                str(roster), "--lms-column", "PS03 (4821)", extra_env=failing_kernels)
+    parallel = cr.read_grades(base / "out-parallel")
     # the serial run is interrupted (Ctrl-C) while it grades its last student, then run again to finish
     serial_out = base / "out-serial"
     journal = serial_out / "results.jsonl"
@@ -166,7 +182,7 @@ def graded(tmp_path_factory):
                                  until=lambda: journal.exists() and '"student": "exits"' in journal.read_text())
     after_interruption = {"journal": journal.read_text().splitlines(), "grades": cr.read_grades(serial_out)}
     serial = cr.grade(ASSIGNMENT, archive, serial_out, "--jobs", "1", *limits)
-    return {"parallel": parallel, "serial": serial, "base": base, "starts": starts,
+    return {"parallel": parallel, "parallel_stdout": parallel_run.stdout, "serial": serial, "base": base, "starts": starts,
             "interrupted": interrupted, "after_interruption": after_interruption}
 
 
@@ -285,6 +301,76 @@ def test_grading_limits_each_cell_by_its_time_in_the_reference_solution(graded):
     # a run into an OUT that holds the timing for the same assignment and settings does not time it again
     serial = json.loads((graded["base"] / "out-serial" / "reference-times.json").read_text())["reference"]
     assert serial == reference
+
+
+@ON_THE_CLASS
+def test_grading_reports_points_per_cell_as_the_gradebook_holds_them(graded):
+    out = graded["base"] / "out-parallel"
+    with (out / "report-cells.csv").open() as f:
+        report = {row["cell"]: row for row in csv.DictReader(f)}
+    # every graded cell of the source notebook, in its order, with its points
+    source = [c for c in cr.source(ASSIGNMENT).cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert list(report) == [cr.grade_id(c) for c in source]
+    assert {name: float(row["max_points"]) for name, row in report.items()} == {
+        cr.grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in source}
+    # the class's mean per cell, recomputed from the gradebook (where a submission that could not be graded scores 0)
+    query = "select base_cell.name, grade.auto_score from grade join base_cell on grade.cell_id = base_cell.id"
+    with sqlite3.connect(out / "gradebook.db") as db:
+        scores = {}
+        for name, score in db.execute(query):
+            scores.setdefault(name, []).append(score or 0.0)
+    for name, row in report.items():
+        assert int(row["learners"]) == len(scores[name]) == len(EXPECTED)
+        assert float(row["mean_points"]) == pytest.approx(sum(scores[name]) / len(scores[name]), abs=1e-3), name
+        assert int(row["full"]) + int(row["part"]) + int(row["none"]) == len(scores[name])
+
+
+@ON_THE_CLASS
+def test_grading_counts_the_likely_mistakes_over_the_class(graded):
+    out = graded["base"] / "out-parallel"
+    with (out / "report-mistakes.csv").open() as f:
+        mistakes = {row["code"]: row for row in csv.DictReader(f)}
+    flipped = mistakes.get("the-kernel-gradient-is-flipped")
+    assert flipped is not None, f"the flipped kernel gradient is not counted: {list(mistakes)}"
+    assert flipped["students"].split() == ["flipped"] and flipped["learners"] == "1"
+    assert ps03_mistakes.MESSAGES["flipped-kernel-gradient"] in flipped["mistake"]
+    # the code is the one the course's checks write, read back by convlib's own parser
+    from convlib.checks import likely_mistake, mistakes_in
+
+    assert mistakes_in(likely_mistake(flipped["mistake"])) == {"the-kernel-gradient-is-flipped": flipped["mistake"]}
+    page = (out / "report.html").read_text()
+    assert "the kernel gradient is flipped" in page and 'src="data:image/png;base64,' in page
+    assert not re.findall(r"<(?:script|link|img|iframe)\b[^>]*(?:src|href)=[\"'](?:https?:)?//", page)
+
+
+@ON_THE_CLASS
+def test_grading_exports_grades_for_canvas_and_moodle_keyed_on_their_identifiers(graded):
+    out, rows = graded["base"] / "out-parallel", graded["parallel"]
+    with (graded["base"] / "roster.csv").open() as f:
+        roster = {entry["student_id"]: entry for entry in csv.DictReader(f)}
+    # Canvas's gradebook import reads its export's layout: Student, ID, SIS User ID, SIS Login ID, Section, then
+    # one column per assignment ("Name (id)"), and a "Points Possible" row (Instructure's Canvas Instructor Guide)
+    with (out / "canvas.csv").open(newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "PS03 (4821)"]
+    assert table[1][0] == "Points Possible" and table[1][5] == "11"
+    canvas = {line[1]: line[5] for line in table[2:]}
+    assert len(canvas) == len(roster)
+    for student, entry in roster.items():
+        assert canvas[entry["canvas_id"]] == (rows[student]["score"] if student in rows else ""), student
+    # Moodle's CSV grade import maps one column to a user field (ID number, email address or username) and the
+    # others to grade items (Moodle's gradeimport_csv); a learner without a submission is left out
+    with (out / "moodle.csv").open(newline="") as f:
+        moodle = list(csv.DictReader(f))
+    assert list(moodle[0]) == ["ID number", "Email address", "Username", "PS03 (4821)"]
+    by_email = {line["Email address"]: line for line in moodle}
+    expected = {entry["email"]: rows[student]["score"] for student, entry in roster.items() if student in rows}
+    assert {email: line["PS03 (4821)"] for email, line in by_email.items()} == expected
+    assert all(float(line["PS03 (4821)"]) <= 11 for line in moodle)
+    # what does not match is said, not dropped silently
+    page = (out / "report.html").read_text()
+    assert "ghost" in page and "corrupt" in page
+    assert "ghost" in graded["parallel_stdout"] and "corrupt" in graded["parallel_stdout"]
 
 
 @ON_THE_CLASS

@@ -196,7 +196,7 @@ def which_are_wrong(candidates):
 # What the visible tests' message says (checked in the feedback the learner gets).
 MESSAGES = {
     "forward-difference": "a forward difference",
-    "x-not-restored": "likely mistake: x is not restored",
+    "x-not-restored": "likely mistake [x-is-not-restored]: x is not restored",
     "divides-by-eps": "divided by h instead of 2h",
     "precedence": "divided by 2 and then multiplied by h",
     "perturbs-a-copy": "f never saw the perturbation",
