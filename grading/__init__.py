@@ -4,6 +4,9 @@
 
 What it adds to nbgrader: parallel lanes (each with its own course folder and SQLite
 gradebook, merged at the end by one writer), a status for every submission (graded,
-timeout, crashed, invalid, missing), every kernel in a sandbox (grading.sandbox), feedback without hidden
-tests, a progress bar, a summary and a histogram. It imports nothing from convlib.
+timeout, crashed, invalid, missing, pending), every kernel in a sandbox (grading.sandbox) and each
+notebook run twice so that hidden tests never reach the feedback (grading.execute), cell time limits
+calibrated on the reference solution, credit kept before a crash, resumable runs (OUT/results.jsonl),
+feedback with offline maths, a progress bar, a summary, a histogram, a report per cell and per likely
+mistake, and grade files for Canvas and Moodle (grading.report). It imports nothing from convlib.
 """
