@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/grading_ab.py --before 8110ed9 [--students 30] [--jobs 2] [--rounds 2]
     .venv/bin/python benchmarks/grading_ab.py --before 8110ed9 --endless [--students 11] [--timeout 60]
+    .venv/bin/python benchmarks/grading_ab.py --before HEAD --before-args="--time-multiple 0" --endless
 
 The earlier grader runs from a `git worktree` of BEFORE (its own `grading/`, `solutions/` and
 nbgrader_config.py; the same .venv); this one from the working tree. Runs alternate
@@ -9,7 +10,8 @@ nbgrader_config.py; the same .venv); this one from the working tree. Runs altern
 The class mixes perfect, partial and untouched ps03 submissions; with --endless it is
 perfect submissions plus one whose conv2d_grad_weight never returns. Prints each run's wall
 time, the medians and their ratio, and whether the two graders gave the same scores and
-statuses; never a pass/fail test.
+statuses; never a pass/fail test. --before-args gives the earlier grader options of its own
+(with --before HEAD: this grader with and without an option).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -73,6 +76,8 @@ def main() -> None:
     parser.add_argument("--endless", action="store_true", help="one submission loops forever in part B")
     parser.add_argument("--timeout", type=int, default=None, help="--timeout for both graders (seconds per cell)")
     parser.add_argument("--assignment", default="ps03-kernel-gradients")
+    parser.add_argument("--before-args", default="", help="options for the earlier grader only, e.g. "
+                                                         "\"--time-multiple 0\"")
     args = parser.parse_args()
     students = args.students or (11 if args.endless else 30)
     extra = ["--jobs", str(args.jobs)] + (["--timeout", str(args.timeout)] if args.timeout else [])
@@ -87,10 +92,12 @@ def main() -> None:
             results = {}
             for r in range(args.rounds):
                 for name, tree in (("before", before), ("after", ROOT)):
-                    seconds, rows = grade(tree, args.assignment, folder, tmp / f"out-{name}-{r}", extra)
+                    options = extra + (shlex.split(args.before_args) if name == "before" else [])
+                    seconds, rows = grade(tree, args.assignment, folder, tmp / f"out-{name}-{r}", options)
                     times[name].append(seconds)
                     results[name] = rows
-                    print(f"round {r + 1}, {name} ({args.before if name == 'before' else 'working tree'}): "
+                    label = f"{args.before} {args.before_args}".strip() if name == "before" else "working tree"
+                    print(f"round {r + 1}, {name} ({label}): "
                           f"{students} students in {seconds:.1f} s", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, check=False)
