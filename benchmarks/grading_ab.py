@@ -17,8 +17,6 @@ statuses; never a pass/fail test. --before-args gives the earlier grader options
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import shlex
 import statistics
 import subprocess
@@ -53,17 +51,16 @@ def build(folder: Path, students: int, endless: bool, assignment: str) -> None:
 
 
 def grade(tree: Path, assignment: str, folder: Path, out: Path, extra: list[str]) -> tuple[float, dict]:
-    bin_folder = str(Path(sys.executable).parent)
-    env = dict(os.environ, PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_folder))
-    command = [sys.executable, "-m", "grading", "autograde", assignment, str(folder), "--out", str(out), "--quiet",
-               "--source", str(tree / "solutions"), "--config", str(tree / "nbgrader_config.py"), *extra]
+    """Grade with the grader of `tree` (run from there, with its own source and settings): (seconds, rows)."""
+    command, env = cr._grading_command(assignment, folder, out, ["--quiet", "--source", str(tree / "solutions"),
+                                                                 "--config", str(tree / "nbgrader_config.py"), *extra],
+                                       None)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"grading with {tree} failed:\n{result.stderr[-3000:]}")
-    with (out / "grades.csv").open() as f:
-        rows = {row["student_id"]: (row["score"], row["status"]) for row in csv.DictReader(f)}
+    rows = {student: (row["score"], row["status"]) for student, row in cr.read_grades(out).items()}
     return seconds, rows
 
 

@@ -164,7 +164,7 @@ def preload() -> None:
     import nbgrader.preprocessors  # noqa: F401
     import sqlalchemy  # noqa: F401
 
-    from . import feedback  # noqa: F401
+    from . import execute, feedback, report  # noqa: F401
 
 
 def child(lane: str, assignment: str, student: str, env: dict[str, str], result: str, task: str = "grade") -> None:
@@ -196,7 +196,9 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         partial.write_text(json.dumps(outcome))
         os.replace(partial, result)  # the parent sees a whole result or none
     finally:
-        shutil.rmtree(os.environ.get("GRADING_SOCKETS", "/nonexistent"), ignore_errors=True)  # our kernels' sockets
+        from .sandbox import SOCKETS
+
+        shutil.rmtree(os.environ.get(SOCKETS, "/nonexistent"), ignore_errors=True)  # our kernels' sockets
         os._exit(0)  # skip interpreter shutdown: threads left by jupyter_client must not keep the child alive
 
 

@@ -42,6 +42,7 @@ from nbgrader.utils import is_grade, is_solution
 from traitlets import CaselessStrEnum, Dict
 
 from .feedback import strip_hidden
+from .report import MISTAKE_LINE
 from .sandbox import SOCKETS
 
 KERNEL_DIED = "KernelDied"  # the ename of the error output in the cell that killed the kernel
@@ -87,10 +88,11 @@ def verdict(cell) -> dict | None:
     if failure.output_type == "stream":
         return {"ename": "stderr", "message": "the test wrote to stderr (a warning or an error message)"}
     ename = failure.get("ename") if failure.get("ename") in KNOWN_ERRORS else "Error"
-    lines = [line.strip() for line in str(failure.get("evalue", "")).splitlines()]
+    evalue = str(failure.get("evalue", ""))
     # the course's checks end their message with what the learner should look at (convlib.checks.likely_mistake)
-    mistake = next((line for line in lines if line.startswith("likely mistake")),
-                   next((line for line in lines if line.startswith("check:")), ""))
+    named = MISTAKE_LINE.search(evalue)
+    mistake = named[0] if named else next((line.strip() for line in evalue.splitlines()
+                                            if line.strip().startswith("check:")), "")
     mistake = "".join(ch for ch in mistake if ch.isprintable())[:MESSAGE_CHARS]
     if ename in (KERNEL_DIED, NOT_RUN, TIMEOUT):
         mistake = {KERNEL_DIED: DIED_MESSAGE, NOT_RUN: NOT_RUN_MESSAGE, TIMEOUT: "the cell hit the time limit"}[ename]

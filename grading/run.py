@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .feedback import place_mathjax
-from .report import (cell_table, mistake_table, read_roster, roster_problems, write_canvas, write_html, write_moodle,
-                     write_table)
+from .report import (_number, cell_table, mistake_table, read_roster, roster_problems, write_canvas, write_html,
+                     write_moodle, write_table)
 from .submissions import Submission, collect, copy_in, unpack
 
 STATUSES = ("graded", "timeout", "crashed", "invalid", "missing", "pending")  # pending: the run was interrupted
@@ -358,10 +358,6 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
     return scores
 
 
-def _number(x: float) -> str:
-    return f"{x:g}"
-
-
 def write_csv(rows: list[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -620,8 +616,10 @@ def check_sandbox(options: Options) -> None:
 def autograde(options: Options) -> list[Row]:
     """Grade every submission not graded yet (all of them with options.regrade); write OUT's files from all of them."""
     started = time.monotonic()
-    if not 1 <= options.jobs <= 1024:
-        raise ValueError(f"--jobs must be between 1 and 1024, got {options.jobs}")
+    from .sandbox import LANES_PER_RUN
+
+    if not 1 <= options.jobs <= LANES_PER_RUN:
+        raise ValueError(f"--jobs must be between 1 and {LANES_PER_RUN}, got {options.jobs}")
     options.out.mkdir(parents=True, exist_ok=True)
     work = options.out / ".work"
     shutil.rmtree(work, ignore_errors=True)
@@ -663,14 +661,6 @@ def autograde(options: Options) -> list[Row]:
             lane = work / f"lane-{k}"
             shutil.copytree(template, lane, ignore=shutil.ignore_patterns("release"))
             lanes.put(lane)
-        if any(not sub.status for sub, _ in todo):
-            # each cell's time limit, from the reference solution's time (a hang then costs seconds per cell)
-            limits = calibrate(options, work / "lane-0", env, hard_limit, key)
-            for k in range(options.jobs):
-                config = work / f"lane-{k}" / "config.json"
-                lane_settings = json.loads(config.read_text())
-                lane_settings["nbgrader"]["ExecuteKeepingCredit"] = {"cell_limits": limits}
-                config.write_text(json.dumps(lane_settings))
 
         from nbgrader.api import Gradebook
 
@@ -704,6 +694,14 @@ def autograde(options: Options) -> list[Row]:
         rows: list[Row] = []
         pool = ThreadPoolExecutor(max_workers=options.jobs)
         try:
+            if any(not sub.status for sub, _ in todo):
+                # each cell's time limit, from the reference solution's time (a hang then costs seconds per cell)
+                limits = calibrate(options, work / "lane-0", env, hard_limit, key)
+                for k in range(options.jobs):
+                    config = work / f"lane-{k}" / "config.json"
+                    lane_settings = json.loads(config.read_text())
+                    lane_settings["nbgrader"]["ExecuteKeepingCredit"] = {"cell_limits": limits}
+                    config.write_text(json.dumps(lane_settings))
             futures = [pool.submit(run, sub, content) for sub, content in todo]
             for future in as_completed(futures):
                 row = future.result()

@@ -29,7 +29,6 @@ the same kernel with the same limits and nothing else.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import sys

@@ -335,8 +335,11 @@ def test_grading_counts_the_likely_mistakes_over_the_class(graded):
     assert flipped["students"].split() == ["flipped"] and flipped["learners"] == "1"
     assert ps03_mistakes.MESSAGES["flipped-kernel-gradient"] in flipped["mistake"]
     # the code is the one the course's checks write, read back by convlib's own parser
-    from convlib.checks import likely_mistake, mistakes_in
+    from convlib.checks import MISTAKE_LINE, likely_mistake, mistakes_in
 
+    from grading.report import MISTAKE_LINE as read_by_the_grader
+
+    assert read_by_the_grader.pattern == MISTAKE_LINE.pattern, "the grader reads another form than the checks write"
     assert mistakes_in(likely_mistake(flipped["mistake"])) == {"the-kernel-gradient-is-flipped": flipped["mistake"]}
     page = (out / "report.html").read_text()
     assert "the kernel gradient is flipped" in page and 'src="data:image/png;base64,' in page
