@@ -24,7 +24,7 @@ from .conv import (
     conv2d_output_shape,
     conv_transpose2d,
 )
-from .gradcheck import numerical_grad, rel_error
+from .gradcheck import agree, numerical_grad, rel_error
 from .scalar import Value
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "loops",
     "numerical_grad",
     "rel_error",
+    "agree",
     "Value",
     "Conv2dFunction",
     "Conv2d",

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._shapes import Array
 
-__all__ = ["numerical_grad", "rel_error"]
+__all__ = ["numerical_grad", "rel_error", "agree"]
 
 
 def numerical_grad(f: Callable[[Array], float], x: Array, eps: float = 1e-6) -> Array:
@@ -83,3 +83,60 @@ def rel_error(a: Array, b: Array) -> float:
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     scale = np.linalg.norm(a64) + np.linalg.norm(b64)
     return float(np.linalg.norm(a64 - b64) / max(scale, 1e-300))
+
+
+def _as_float64(value: object, name: str) -> np.ndarray:
+    """A NumPy float64 copy of an array, a number or a PyTorch tensor (detached, on the CPU)."""
+    if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
+        value = value.detach().cpu().numpy()  # type: ignore[attr-defined]
+    array = np.asarray(value)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got an array of {array.dtype}")
+    return array.astype(np.float64)
+
+
+def agree(what: str, got: object, want: object, *, within: float = 1e-12) -> None:
+    r"""Check that two arrays agree to better than ``within``, and say so in one line that holds on any machine.
+
+    The measure is the largest difference divided by the largest entry of ``want``
+    (the plain largest difference when ``want`` is all zeros):
+
+    .. math::
+        d = \frac{\max_k |\text{got}_k - \text{want}_k|}{\max_k |\text{want}_k|} < \text{within}.
+
+    The printed line gives the bound chosen in the code, never the measured
+    difference: the last digits of a float sum depend on the processor, the
+    kernels and the thread count, so ``d`` itself is ``3e-16`` on one machine
+    and exactly ``0`` on another, while "better than 1e-12" is true on both.
+    When the check fails, the error gives the measured ``d``.
+
+    Args:
+        what: what is compared, for the printed line (``"dL/dW against PyTorch"``).
+        got: the array under test (NumPy array, number or PyTorch tensor).
+        want: the reference, of the same shape.
+        within: the bound, a positive number; the line prints it with ``:g``.
+
+    Raises:
+        ValueError: ``got`` and ``want`` differ in shape, or ``within`` is not positive.
+        AssertionError: they differ by ``within`` or more, or either holds a NaN.
+
+    >>> agree("the sum", np.array([1.0, 2.0]) + 1e-17, np.array([1.0, 2.0]))
+    the sum: agree to better than 1e-12
+    >>> agree("the sum", np.array([1.0, 2.5]), np.array([1.0, 2.0]), within=1e-3)
+    Traceback (most recent call last):
+    AssertionError: the sum: differ by 0.2 of the largest entry (2), not better than 0.001
+    """
+    if not (isinstance(within, (int, float)) and within > 0):
+        raise ValueError(f"within must be a positive number, got {within!r}")
+    a, b = _as_float64(got, "got"), _as_float64(want, "want")
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: got has shape {a.shape} but want has shape {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise AssertionError(f"{what}: {'got' if np.isnan(a).any() else 'want'} holds NaN")
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    d = diff / scale if scale > 0 else diff
+    if not d < within:
+        of = f"of the largest entry ({scale:.3g})" if scale > 0 else "(absolute: want is all zeros)"
+        raise AssertionError(f"{what}: differ by {d:.3g} {of}, not better than {within:g}")
+    print(f"{what}: agree to better than {within:g}")

@@ -64,3 +64,31 @@ def test_rel_error_known_values():
 def test_rel_error_shape_mismatch_raises():
     with pytest.raises(ValueError, match=r"same shape.*\(3,\) and \(1, 3\)"):
         convlib.rel_error(np.zeros(3), np.zeros((1, 3)))
+
+
+def test_agree_prints_the_bound_and_never_the_measured_difference(capsys):
+    want = torch.tensor([[3.0, -4.0]], dtype=torch.float64)
+    # a difference of 4e-16 relative on one machine, exactly zero on another: the same line
+    convlib.agree("close", want + torch.tensor([[0.0, 1.6e-15]], dtype=torch.float64), want)
+    convlib.agree("exact", want.numpy(), want)
+    assert capsys.readouterr().out == "close: agree to better than 1e-12\nexact: agree to better than 1e-12\n"
+
+
+def test_agree_measures_relative_to_the_largest_entry():
+    want = np.array([1000.0, 0.001])
+    convlib.agree("ok", want + np.array([1e-10, 1e-10]), want, within=1e-12)  # 1e-13 of the largest
+    with pytest.raises(AssertionError, match=r"differ by 0\.001 of the largest entry \(1e\+03\)"):
+        convlib.agree("entry", want + np.array([1.0, 0.0]), want, within=1e-4)
+    # an all-zero reference: the plain difference
+    convlib.agree("zeros", np.full(3, 1e-13), np.zeros(3))
+    with pytest.raises(AssertionError, match="absolute"):
+        convlib.agree("zeros", np.full(3, 1e-3), np.zeros(3))
+
+
+def test_agree_refuses_nan_shapes_and_bad_bounds():
+    with pytest.raises(AssertionError, match="got holds NaN"):
+        convlib.agree("nan", np.array([np.nan]), np.array([1.0]))
+    with pytest.raises(ValueError, match=r"shape \(2,\) but want has shape \(3,\)"):
+        convlib.agree("shapes", np.zeros(2), np.zeros(3))
+    with pytest.raises(ValueError, match="within must be a positive number"):
+        convlib.agree("bound", np.zeros(2), np.zeros(2), within=0)
