@@ -131,7 +131,7 @@ def resolve_padding(
 ) -> tuple[int, int, int, int]:
     """Turn ``padding`` into (top, bottom, left, right) zero rows/columns.
 
-    ``"valid"`` means none; ``"same"`` (stride 1 only) pads ``d * (k - 1)`` in
+    ``"valid"`` means none; ``"same"`` (stride 1 only) pads ``d * (K - 1)`` in
     total, the odd one at the bottom/right, so the output keeps the input size.
 
     >>> resolve_padding("same", (4, 3), (1, 1), (1, 1))
@@ -155,7 +155,7 @@ def resolve_padding(
 
 
 def output_size(size: int, pad_total: int, kernel: int, stride: int, dilation: int) -> int:
-    """Number of window positions along one axis: floor((size + pad - d(k-1) - 1) / s) + 1.
+    """Number of window positions along one axis: floor((size + pad - d(K-1) - 1) / s) + 1.
 
     >>> output_size(5, 2, 3, 2, 1)
     3

@@ -329,7 +329,7 @@ def check_grad_input(func: Callable, input_shape: tuple[int, ...], w: Array, gra
     padded = tuple(input_shape[:2]) + tuple(n + 2 for n in input_shape[2:])
     advice = _settings_advice(settings, "input")
     if received_array is not None and received_array.shape == padded:
-        advice.insert(0, "the result is 2 rows and columns too big: pad grad_out by k-1 (here with the kernel size), not k")
+        advice.insert(0, "the result is 2 rows and columns too big: pad grad_out by K-1 (K the kernel size), not K")
     compare(f"conv2d_grad_input(input_shape={tuple(input_shape)}, w of shape {w.shape}, "
             f"grad_out of shape {grad_out.shape}{_setting(settings)})",
             received, expected, hints=hints, advice=advice)

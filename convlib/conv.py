@@ -1,6 +1,6 @@
 """Vectorized convolution and its gradients, in NumPy, with PyTorch's semantics.
 
-Shapes follow PyTorch: inputs ``(N, C_in, H, W)``, weights
+Shapes follow PyTorch: inputs ``(N, C_in, H_in, W_in)``, weights
 ``(C_out, C_in // groups, KH, KW)``, outputs ``(N, C_out, H_out, W_out)``, and the
 forward pass is a cross-correlation (the kernel is not flipped), exactly like
 ``torch.nn.functional.conv2d``. The argument order of the gradient functions is
@@ -73,10 +73,10 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
 # --- Layout: each kernel tap reads one contiguous run ---------------------------
 #
 # Flat images. Store an image row after row (width L) and number the output
-# pixels the same way, m = p * L + q. With stride 1, output pixel (p, q) meets,
-# at kernel tap (i, j), the input pixel (p + i * d_h - top, q + j * d_w - left):
-# flat element m + (i * d_h - top) * L + (j * d_w - left). The shift does not
-# depend on m, so every tap reads one contiguous run of the flat image, and
+# pixels the same way, f = i * L + j. With stride 1, output pixel (i, j) meets,
+# at kernel tap (u, v), the input pixel (i + u * d_h - top, j + v * d_w - left):
+# flat element f + (u * d_h - top) * L + (v * d_w - left). The shift does not
+# depend on f, so every tap reads one contiguous run of the flat image, and
 # building a row of the im2col matrix is a single slice copy.
 #
 # One tall image. Stacking every image, and every channel, one after the other
@@ -87,7 +87,7 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
 # stack, the end of the previous row (or the start of the next one, or the
 # neighbouring image) instead of the zeros of the padding. (A read outside the
 # stored image can only be meant for the padding: each stored image holds every
-# input pixel of its phase.) Those entries are known in advance: for tap (i, j)
+# input pixel of its phase.) Those entries are known in advance: for tap (u, v)
 # they are the first or last few output rows and columns. The im2col matrix
 # sets them to zero after the copy, and the input gradient sets them to zero
 # before adding its rows back, so that nothing is added to the wrong pixel. This is why the rows are stored without their
@@ -102,9 +102,9 @@ def _pad(x: Array, pad: tuple[int, int, int, int]) -> Array:
 #
 # Phases. With stride s, consecutive output pixels read every s-th input pixel.
 # Split the padded image into s_h * s_w phases, phase (a, b) holding the pixels
-# at rows a, a + s_h, ... and columns b, b + s_w, ... . Tap (i, j) then reads
-# only phase (i * d_h % s_h, j * d_w % s_w), at consecutive pixels of that phase
-# starting at row i * d_h // s_h and column j * d_w // s_w: a strided
+# at rows a, a + s_h, ... and columns b, b + s_w, ... . Tap (u, v) then reads
+# only phase (u * d_h % s_h, v * d_w % s_w), at consecutive pixels of that phase
+# starting at row u * d_h // s_h and column v * d_w // s_w: a strided
 # convolution is a stride-1 convolution over the phases, each a stack as above.
 # Each phase stores only its rows and columns that hold input pixels. With
 # stride 1 there is one phase: the images themselves.
@@ -288,8 +288,8 @@ def _zero_wrapped(a: Array, geo: Geometry) -> None:
 def _im2col(x: Array, geo: Geometry) -> Array:
     """The im2col matrices, one per group: shape (G, KH*KW*C_in/G, N*rows*width).
 
-    Row ``(i, j, c)`` is input channel ``c`` of the group shifted for kernel tap
-    ``(i, j)``; column ``(n, p, q)`` is output pixel ``(p, q)`` of image ``n``
+    Row ``(u, v, c)`` is input channel ``c`` of the group shifted for kernel tap
+    ``(u, v)``; column ``(n, i, j)`` is output pixel ``(i, j)`` of image ``n``
     (junk pixels included). (Taps before channels, so that one slice fills a
     tap's rows.) The rows are stored :func:`_pitch` apart.
     """
@@ -350,14 +350,14 @@ def conv2d(
     r"""2-D cross-correlation of a batch of images, as ``torch.nn.functional.conv2d``.
 
     .. math::
-        \text{out}[n, o, p, q] = b[o] + \sum_{c, i, j}
-            x_{\text{pad}}[n,\; g C_g + c,\; p s_h + i d_h,\; q s_w + j d_w]\; w[o, c, i, j]
+        O[n, o, i, j] = b[o] + \sum_{c, u, v}
+            X_{\text{pad}}[n,\; g C_g + c,\; i s_h + u d_h,\; j s_w + v d_w]\; W[o, c, u, v]
 
     where ``g = o // (C_out / groups)`` is the group of output channel ``o`` and
     ``C_g = C_in / groups``.
 
     Args:
-        x: input, shape (N, C_in, H, W), float32 or float64.
+        x: input, shape (N, C_in, H_in, W_in), float32 or float64.
         w: weights, shape (C_out, C_in // groups, KH, KW), same dtype as ``x``.
         b: optional bias, shape (C_out,).
         stride: int or (s_h, s_w), at least 1.
@@ -409,12 +409,12 @@ def conv2d_grad_weight(
     over the batch and over every output position:
 
     .. math::
-        \frac{\partial L}{\partial w[o, c, i, j]} = \sum_{n, p, q}
-            \frac{\partial L}{\partial \text{out}[n, o, p, q]}\;
-            x_{\text{pad}}[n,\; g C_g + c,\; p s_h + i d_h,\; q s_w + j d_w]
+        \frac{\partial L}{\partial W[o, c, u, v]} = \sum_{n, i, j}
+            \frac{\partial L}{\partial O[n, o, i, j]}\;
+            X_{\text{pad}}[n,\; g C_g + c,\; i s_h + u d_h,\; j s_w + v d_w]
 
     Args:
-        x: the forward input, shape (N, C_in, H, W).
+        x: the forward input, shape (N, C_in, H_in, W_in).
         weight_shape: (C_out, C_in // groups, KH, KW).
         grad_out: dL/d(out), shape (N, C_out, H_out, W_out), same dtype as ``x``.
         stride, padding, dilation, groups: as in the forward call.
@@ -432,7 +432,7 @@ def conv2d_grad_weight(
     G, Og, Cg = geo.groups, geo.C_out // geo.groups, geo.C_in // geo.groups
     cols = _im2col(x, geo)  # (G, KH*KW*C_in/G, N*rows*width), often the forward's own
     go = _grad_out_matrix(grad_out, geo)  # (G, C_out/G, N*rows*width)
-    # The sum over n, p, q is the inner dimension of one matrix product per group.
+    # The sum over n, i, j is the inner dimension of one matrix product per group.
     # (OpenBLAS is faster at cols @ go^T than at go @ cols^T; the transpose is free.)
     with np.errstate(invalid="ignore"):
         grad_w = cols @ go.transpose(0, 2, 1)  # (G, KH*KW*C_in/G, C_out/G)
@@ -455,19 +455,19 @@ def conv2d_grad_input(
 ) -> Array:
     r"""Gradient of the loss with respect to the input of :func:`conv2d`.
 
-    Every output pixel that read input pixel ``x[n, c, h, v]`` sends back its
+    Every output pixel that read input pixel ``x[n, c, k, l]`` sends back its
     upstream gradient times the weight that multiplied it; those contributions
     add up where windows overlap:
 
     .. math::
-        \frac{\partial L}{\partial x_{\text{pad}}[n, gC_g + c, p s_h + i d_h, q s_w + j d_w]}
-            \mathrel{+}= \frac{\partial L}{\partial \text{out}[n, o, p, q]}\; w[o, c, i, j]
+        \frac{\partial L}{\partial X_{\text{pad}}[n, gC_g + c, i s_h + u d_h, j s_w + v d_w]}
+            \mathrel{+}= \frac{\partial L}{\partial O[n, o, i, j]}\; W[o, c, u, v]
 
-    summed over o, p, q, i, j, then the padding is cut away. Rows and columns that
+    summed over o, i, j, u, v, then the padding is cut away. Rows and columns that
     no window reached (stride larger than the leftover) get zero.
 
     Args:
-        input_shape: (N, C_in, H, W) of the forward input.
+        input_shape: (N, C_in, H_in, W_in) of the forward input.
         w: the weights, shape (C_out, C_in // groups, KH, KW).
         grad_out: dL/d(out), shape (N, C_out, H_out, W_out), same dtype as ``w``.
         stride, padding, dilation, groups: as in the forward call.
@@ -521,7 +521,7 @@ def conv2d_grad_bias(grad_out: Array) -> Array:
     r"""Gradient of the loss with respect to the bias: sum over batch and positions.
 
     .. math::
-        \frac{\partial L}{\partial b[o]} = \sum_{n, p, q} \frac{\partial L}{\partial \text{out}[n, o, p, q]}
+        \frac{\partial L}{\partial b[o]} = \sum_{n, i, j} \frac{\partial L}{\partial O[n, o, i, j]}
 
     Args:
         grad_out: dL/d(out), shape (N, C_out, H_out, W_out).
@@ -556,7 +556,7 @@ def conv2d_output_shape(
     ``C_in // weight_shape[1]``.
 
     Args:
-        input_shape: (N, C_in, H, W).
+        input_shape: (N, C_in, H_in, W_in).
         weight_shape: (C_out, C_in // groups, KH, KW).
         stride, padding, dilation: as in :func:`conv2d`.
 
@@ -607,7 +607,7 @@ def conv_transpose2d(
         H_\text{out} = (H - 1) s_h - 2 p_h + d_h (K_H - 1) + \text{output\_padding}_h + 1
 
     Args:
-        x: input, shape (N, C_in, H, W).
+        x: input, shape (N, C_in, H_in, W_in).
         w: weights, shape (C_in, C_out // groups, KH, KW) (note: C_in first).
         b: optional bias, shape (C_out,).
         stride, padding, dilation: int or pair; padding must be >= 0.

@@ -5,10 +5,10 @@ purpose, so that it can be read next to the mathematics and trusted. The
 vectorized functions in ``convlib.conv`` are tested against these, and both
 against PyTorch. The signatures, checks and results are the same as there.
 
-Notation used in every function: the padded input ``xp``, output position
-``(p, q)``, kernel tap ``(i, j)``, group ``g`` of output channel ``o``, and
-``c`` the input channel inside that group. Tap ``(i, j)`` of the window at
-``(p, q)`` reads pixel ``(p * s_h + i * d_h, q * s_w + j * d_w)`` of ``xp``.
+Notation used in every function (the book's table): the padded input ``xp``,
+output position ``(i, j)``, kernel tap ``(u, v)``, group ``g`` of output channel
+``o``, and ``c`` the input channel inside that group. Tap ``(u, v)`` of the
+window at ``(i, j)`` reads pixel ``(i * s_h + u * d_h, j * s_w + v * d_w)`` of ``xp``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def conv2d(
     r"""Cross-correlation, one output value at a time.
 
     .. math::
-        \text{out}[n, o, p, q] = b[o] + \sum_{c, i, j}
-            x_p[n, gC_g + c, p s_h + i d_h, q s_w + j d_w]\, w[o, c, i, j]
+        O[n, o, i, j] = b[o] + \sum_{c, u, v}
+            X_{\text{pad}}[n, gC_g + c, i s_h + u d_h, j s_w + v d_w]\, W[o, c, u, v]
 
     Args and Returns: as :func:`convlib.conv2d`.
 
@@ -63,14 +63,14 @@ def conv2d(
     for n in range(geo.N):
         for o in range(geo.C_out):
             g = o // O_g
-            for p in range(geo.H_out):
-                for q in range(geo.W_out):
+            for i in range(geo.H_out):  # output position (i, j)
+                for j in range(geo.W_out):
                     total = 0.0 if b is None else float(b[o])
                     for c in range(C_g):
-                        for i in range(geo.KH):
-                            for j in range(geo.KW):
-                                total += xp[n, g * C_g + c, p * sh + i * dh, q * sw + j * dw] * w[o, c, i, j]
-                    out[n, o, p, q] = total
+                        for u in range(geo.KH):  # kernel tap (u, v)
+                            for v in range(geo.KW):
+                                total += xp[n, g * C_g + c, i * sh + u * dh, j * sw + v * dw] * w[o, c, u, v]
+                    out[n, o, i, j] = total
     return out
 
 
@@ -86,9 +86,9 @@ def conv2d_grad_weight(
     r"""Weight gradient: each weight collects from every image and output position.
 
     .. math::
-        \frac{\partial L}{\partial w[o, c, i, j]} = \sum_{n, p, q}
-            \frac{\partial L}{\partial \text{out}[n, o, p, q]}\,
-            x_p[n, gC_g + c, p s_h + i d_h, q s_w + j d_w]
+        \frac{\partial L}{\partial W[o, c, u, v]} = \sum_{n, i, j}
+            \frac{\partial L}{\partial O[n, o, i, j]}\,
+            X_{\text{pad}}[n, gC_g + c, i s_h + u d_h, j s_w + v d_w]
 
     Args and Returns: as :func:`convlib.conv2d_grad_weight`.
 
@@ -110,15 +110,15 @@ def conv2d_grad_weight(
     for o in range(geo.C_out):
         g = o // O_g
         for c in range(C_g):
-            for i in range(geo.KH):
-                for j in range(geo.KW):
+            for u in range(geo.KH):  # kernel tap (u, v)
+                for v in range(geo.KW):
                     total = 0.0
                     # the sum over the batch matters: every image used this weight
                     for n in range(geo.N):
-                        for p in range(geo.H_out):
-                            for q in range(geo.W_out):
-                                total += grad_out[n, o, p, q] * xp[n, g * C_g + c, p * sh + i * dh, q * sw + j * dw]
-                    grad_w[o, c, i, j] = total
+                        for i in range(geo.H_out):  # output position (i, j)
+                            for j in range(geo.W_out):
+                                total += grad_out[n, o, i, j] * xp[n, g * C_g + c, i * sh + u * dh, j * sw + v * dw]
+                    grad_w[o, c, u, v] = total
     return grad_w
 
 
@@ -133,11 +133,11 @@ def conv2d_grad_input(
 ) -> Array:
     r"""Input gradient: each output sends its gradient back through every tap.
 
-    For every (n, o, p, q) and tap (i, j, c), the pixel that tap read receives
+    For every (n, o, i, j) and tap (c, u, v), the pixel that tap read receives
 
     .. math::
-        \frac{\partial L}{\partial x_p[n, gC_g + c, p s_h + i d_h, q s_w + j d_w]}
-            \mathrel{+}= \frac{\partial L}{\partial \text{out}[n, o, p, q]}\, w[o, c, i, j]
+        \frac{\partial L}{\partial X_{\text{pad}}[n, gC_g + c, i s_h + u d_h, j s_w + v d_w]}
+            \mathrel{+}= \frac{\partial L}{\partial O[n, o, i, j]}\, W[o, c, u, v]
 
     (``+=``: overlapping windows add up), and the padding is cut off at the end.
 
@@ -161,10 +161,10 @@ def conv2d_grad_input(
     for n in range(geo.N):
         for o in range(geo.C_out):
             g = o // O_g
-            for p in range(geo.H_out):
-                for q in range(geo.W_out):
+            for i in range(geo.H_out):  # output position (i, j)
+                for j in range(geo.W_out):
                     for c in range(C_g):
-                        for i in range(geo.KH):
-                            for j in range(geo.KW):
-                                grad_xp[n, g * C_g + c, p * sh + i * dh, q * sw + j * dw] += grad_out[n, o, p, q] * w[o, c, i, j]
+                        for u in range(geo.KH):  # kernel tap (u, v)
+                            for v in range(geo.KW):
+                                grad_xp[n, g * C_g + c, i * sh + u * dh, j * sw + v * dw] += grad_out[n, o, i, j] * w[o, c, u, v]
     return grad_xp[:, :, top : top + geo.H, left : left + geo.W].copy()
