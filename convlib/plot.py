@@ -240,9 +240,9 @@ def im2col_matrix(x2d: np.ndarray, kernel_hw: Sequence[int], stride: int = 1) ->
 def weight_gradient_terms(x2d: np.ndarray, grad_out2d: np.ndarray, tap: Sequence[int] = (0, 0)) -> Figure:
     """The gradient of one weight as a sum over output positions (stride 1, no padding).
 
-    Weight ``(m, n)`` met pixel ``X[i+m, j+n]`` at every output ``(i, j)``; those
+    Weight ``(u, v)`` met pixel ``X[i+u, j+v]`` at every output ``(i, j)``; those
     pixels are highlighted, each annotated with the upstream gradient it is
-    multiplied by, and the title gives the sum, dL/dW[m, n].
+    multiplied by, and the title gives the sum, dL/dW[u, v].
 
     >>> X = np.arange(1.0, 10.0).reshape(3, 3)
     >>> fig = weight_gradient_terms(X, [[0.1, 0.2], [0.3, 0.4]], tap=(0, 0))
@@ -253,10 +253,10 @@ def weight_gradient_terms(x2d: np.ndarray, grad_out2d: np.ndarray, tap: Sequence
     KH, KW = x.shape[0] - g.shape[0] + 1, x.shape[1] - g.shape[1] + 1
     if KH < 1 or KW < 1:
         raise ValueError(f"grad_out2d {g.shape} cannot come from a valid convolution of x2d {x.shape}")
-    m, n = (int(v) for v in tap)
-    if not (0 <= m < KH and 0 <= n < KW):
+    u, v = (int(t) for t in tap)
+    if not (0 <= u < KH and 0 <= v < KW):
         raise ValueError(f"tap must lie in the {KH}x{KW} kernel, got {tuple(tap)}")
-    cells = {(i + m, j + n): (i, j) for i in range(g.shape[0]) for j in range(g.shape[1])}
+    cells = {(i + u, j + v): (i, j) for i in range(g.shape[0]) for j in range(g.shape[1])}
     notes = {xy: f"×{g[ij]:.3g}" for xy, ij in cells.items()}
     total = sum(g[ij] * x[xy] for xy, ij in cells.items())
     terms = " + ".join(f"{g[ij]:.3g}·{x[xy]:.3g}" for xy, ij in sorted(cells.items(), key=lambda kv: kv[1]))
@@ -268,7 +268,7 @@ def weight_gradient_terms(x2d: np.ndarray, grad_out2d: np.ndarray, tap: Sequence
                own_axes=False, y_top=top)
     _draw_grid(ax, g, g.shape, {ij: OUT_COLOR + "80" for ij in cells.values()}, "dL/dO", "{:.3g}",
                x0=x.shape[1] + gap, own_axes=False, y_top=top)
-    ax.text(width / 2, height - 0.3, f"dL/dW[{m},{n}] = {terms} = {total:.4g}", ha="center", va="top",
+    ax.text(width / 2, height - 0.3, f"dL/dW[{u},{v}] = {terms} = {total:.4g}", ha="center", va="top",
             fontsize=10)
     return fig
 
@@ -276,7 +276,7 @@ def weight_gradient_terms(x2d: np.ndarray, grad_out2d: np.ndarray, tap: Sequence
 def full_padding_flip(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequence[int] = (0, 0)) -> Figure:
     """The input gradient as a full correlation with the rotated kernel (stride 1).
 
-    dL/dO is zero-padded by k-1 on every side (padding grey); the kernel rotated
+    dL/dO is zero-padded by K-1 on every side (padding grey); the kernel rotated
     by 180 degrees sits on the window that produces dL/dX[in_pos], each covered
     cell annotated with the weight it meets. The title gives the sum.
 
