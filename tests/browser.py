@@ -142,10 +142,21 @@ class Browser:
         """The page's DOM as HTML, once it has loaded and its maths is typeset."""
         return self.read(url, "document.documentElement.outerHTML")
 
-    def screenshot(self, url: str, path: Path, width: int, height: int) -> None:
+    def screenshot(self, url: str, path: Path, width: int, height: int, around: str | None = None) -> None:
+        """A PNG of the page at `url`, `width` x `height` pixels; of the part around element `around` (a CSS
+        selector, the element's top a little below the picture's top) instead of the page's top when given."""
         target, session = self._open(url, width, height)
         try:
-            data = self.send("Page.captureScreenshot", {"format": "png"}, session)["data"]
+            options: dict = {"format": "png"}
+            if around is not None:
+                top = self.evaluate(
+                    f"(() => {{ const e = document.querySelector({json.dumps(around)});"
+                    " return e ? e.getBoundingClientRect().top + window.scrollY : null; })()", session)
+                if top is None:
+                    raise BrowserError(f"{url}: no element matches {around!r}")
+                options.update(captureBeyondViewport=True,
+                               clip={"x": 0, "y": max(0.0, top - 200), "width": width, "height": height, "scale": 1})
+            data = self.send("Page.captureScreenshot", options, session)["data"]
             path.write_bytes(base64.b64decode(data))
         finally:
             self.send("Target.closeTarget", {"targetId": target})
