@@ -122,6 +122,19 @@ def _committed_outputs(chapter: str) -> tuple[list[str], int]:
 
 
 @pytest.mark.parametrize("chapter", [page for page in PAGES if (ROOT / f"{page}.ipynb").exists()])
+def test_book_every_figure_has_alt_text_and_a_caption(chapter):
+    nb = nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if not any("image/png" in output.get("data", {}) for output in cell.get("outputs", [])):
+            continue
+        mystnb = cell.metadata.get("mystnb", {})
+        assert str(mystnb.get("image", {}).get("alt", "")).strip(), f"{chapter} cell {index}: a figure without alt text"
+        assert str(mystnb.get("figure", {}).get("caption", "")).strip(), f"{chapter} cell {index}: a figure without a caption"
+
+
+@pytest.mark.parametrize("chapter", [page for page in PAGES if (ROOT / f"{page}.ipynb").exists()])
 def test_book_pages_show_the_committed_outputs(chapter, built_book):
     # the test build renders what is committed (nbval checked it is current): every printed line and
     # every figure of the notebook must be on the page, so a build that executed nothing or dropped
