@@ -3,9 +3,12 @@
 Every arithmetic operation on a :class:`Value` returns a new ``Value`` that
 remembers its inputs together with the local derivative d(output)/d(input),
 evaluated at forward time. ``backward()`` then applies the chain rule once per
-edge, from the output back to the leaves:
+edge, from the output back to the leaves, to the gradients of that pass:
 
     grad(input) += d(output)/d(input) * grad(output)
+
+and adds the pass's gradients to each node's ``grad``, as PyTorch adds them to
+``.grad``: two passes give the sum of both until ``zero_grad()`` resets them.
 
 The class is meant to be read: one number per node, one float per edge, no
 arrays. Importing this module imports neither NumPy, PyTorch nor matplotlib;
@@ -43,8 +46,8 @@ def _fmt(x: float) -> str:
 class Value:
     """A real number that remembers how it was computed, so it can be differentiated.
 
-    Each node keeps ``(parent, d(self)/d(parent))`` pairs; ``backward`` sums
-    ``d(self)/d(parent) * self.grad`` into ``parent.grad`` over every edge.
+    Each node keeps ``(parent, d(self)/d(parent))`` pairs; ``backward`` runs the
+    chain rule over every edge and adds the result to each node's ``grad``.
 
     Args:
         data: the number (int or float; stored as float).
@@ -273,6 +276,9 @@ class Value:
     def zero_grad(self) -> None:
         """Set ``grad`` to 0 on every node of the graph ending at self.
 
+        ``backward`` adds to ``grad``; call this between passes whose gradients
+        must not add up (PyTorch's ``optimizer.zero_grad()`` does the same job).
+
         >>> a = Value(2.0); b = a * 3; b.backward(); b.zero_grad()
         >>> a.grad, b.grad
         (0.0, 0.0)
@@ -281,29 +287,34 @@ class Value:
             node.grad = 0.0
 
     def backward(self) -> None:
-        """Fill ``grad`` with d(self)/d(node) for every node of the graph ending at self.
+        """Add d(self)/d(node) to ``grad`` for every node of the graph ending at self.
 
-        Chain rule, one edge at a time, children before parents:
-        grad(parent) += d(node)/d(parent) * grad(node), starting from grad(self) = 1.
+        Chain rule, one edge at a time, children before parents, on this pass's
+        gradients g: g(self) = 1, then g(parent) += d(node)/d(parent) * g(node).
+        A node used several times gets the sum of its contributions.
 
-        Every ``grad`` in the graph is first reset to 0, so calling ``backward``
-        twice gives the same gradients as calling it once (PyTorch would
-        accumulate instead). A node used several times gets the sum of its
-        contributions.
+        Each node's g is then added to its ``grad``, as PyTorch adds to
+        ``.grad``: a second call adds the same gradients again, and gradients
+        from several outputs that share nodes add up, until ``zero_grad()``
+        sets them back to 0. What flows along the edges is this pass's g
+        alone, never what ``grad`` held before.
 
         >>> a = Value(3.0)
-        >>> b = a + a
-        >>> b.backward(); b.backward()
-        >>> a.grad
-        2.0
+        >>> b = a * a
+        >>> b.backward(); a.grad
+        6.0
+        >>> b.backward(); a.grad  # the second pass adds to the first
+        12.0
+        >>> b.zero_grad(); b.backward(); a.grad
+        6.0
         """
         order = self._topological_order()
-        for node in order:
-            node.grad = 0.0
-        self.grad = 1.0
+        g: dict[int, float] = {id(self): 1.0}  # this pass's d(self)/d(node), by node
         for node in reversed(order):
+            g_node = g.get(id(node), 0.0)
+            node.grad += g_node
             for parent, local in node._parents:
-                parent.grad += local * node.grad
+                g[id(parent)] = g.get(id(parent), 0.0) + local * g_node
 
     # ---- the picture ----
 

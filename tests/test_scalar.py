@@ -213,14 +213,41 @@ def test_value_backward_long_chain_no_recursion_error():
     assert x.grad == pytest.approx(1.0001**5000, rel=1e-10)
 
 
-def test_value_backward_twice_resets_instead_of_accumulating():
+def test_value_backward_accumulates_across_calls_and_zero_grad_resets_like_torch():
+    # PyTorch adds every backward pass into .grad until the gradients are zeroed, on leaves and on
+    # non-leaves that retain_grad() keeps; Value must do the same. The graph has a second output g
+    # on the same leaves and on the inner node q, so a pass that let q's stored gradient (from an
+    # earlier pass) flow on to x and y, instead of this pass's gradient alone, would also fail.
     x, y, z = Value(-2.0), Value(5.0), Value(-4.0)
     q = x + y
     f = q * z
-    q.backward()  # leaves x.grad = 1, which f.backward() must discard
+    g = (q * x).tanh() + y
+    tx, ty, tz = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (-2.0, 5.0, -4.0))
+    tq = tx + ty
+    tf = tq * tz
+    tg = torch.tanh(tq * tx) + ty
+    for t in (tq, tf, tg):
+        t.retain_grad()
+    values, tensors = [x, y, z, q, f, g], [tx, ty, tz, tq, tf, tg]
+
+    def check():
+        ref = [0.0 if t.grad is None else t.grad.item() for t in tensors]
+        np.testing.assert_allclose([v.grad for v in values], ref, rtol=RTOL, atol=ATOL)
+
+    for mine, ref in [(q, tq), (f, tf), (f, tf), (g, tg)]:
+        mine.backward()
+        ref.backward(retain_graph=True)  # torch frees a graph after one pass unless told to keep it
+        check()
+    assert x.grad != 0.0 and tg.grad.item() == 1.0
+
+    f.zero_grad()  # every node of f's graph: x, y, z, q, f; g keeps its gradient
+    for t in (tx, ty, tz, tq, tf):
+        t.grad = None
+    check()
     f.backward()
-    f.backward()
-    assert (x.grad, y.grad, z.grad, q.grad) == (-4.0, -4.0, 3.0, -4.0)
+    tf.backward()
+    check()
+    assert (x.grad, y.grad, z.grad, q.grad, f.grad) == (-4.0, -4.0, 3.0, -4.0, 1.0)
 
 
 @pytest.mark.parametrize("bad", ["3", True, np.array([1.0]), 1 + 2j, None])
