@@ -88,6 +88,50 @@ def test_input_gradient_fanout_counts_windows_by_brute_force():
     assert numbers == expected.ravel().tolist()
 
 
+def _numbers_at(ax):
+    """(x, y, value) of every text of ``ax`` that is a plain number."""
+    found = []
+    for t in ax.texts:
+        try:
+            value = float(t.get_text())
+        except ValueError:
+            continue
+        found.append((*t.get_position(), value))
+    return found
+
+
+def test_input_gradient_views_stamps_are_g_times_w_and_both_results_the_torch_gradient():
+    import torch
+
+    # 2x3 upstream gradient and 3x2 kernel, integers: every drawn number is exact, and a transposed
+    # stamp or an unrotated kernel would put other numbers in the cells
+    g = np.array([[1.0, -2.0, 3.0], [4.0, 0.0, -1.0]])
+    w = np.array([[2.0, -1.0], [0.0, 3.0], [1.0, 1.0]])
+    xt = torch.zeros(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.conv2d(xt, torch.tensor(w)[None, None]).backward(torch.tensor(g)[None, None])
+    expected = xt.grad[0, 0].numpy()
+
+    ax = plot.input_gradient_views(g, w, in_pos=(2, 1)).axes[0]
+    numbers = _numbers_at(ax)
+    right = max(x for x, _, _ in numbers) - 3.5          # the two dL/dX grids are the rightmost 4 columns
+    results = sorted((n for n in numbers if n[0] > right), key=lambda n: (-n[1], n[0]))
+    assert len(results) == 2 * expected.size
+    scatter, gather = [v for _, _, v in results[:16]], [v for _, _, v in results[16:]]
+    assert scatter == expected.ravel().tolist()
+    assert gather == expected.ravel().tolist()
+    # the stamps (top row, left of the result): one product G[i, j] * W[u, v] per window cell
+    top = min(y for x, y, _ in results[:16])
+    stamps = sorted(v for x, y, v in numbers if x < right and y >= top)
+    assert stamps == sorted((g[:, :, None, None] * w[None, None]).ravel().tolist())
+    # one shaded cell per product, plus the gather window
+    assert len(_colored_cells(ax, plot.READ_COLOR)) == g.size * w.size + w.size
+
+
+def test_input_gradient_views_out_of_range_position_raises():
+    with pytest.raises(ValueError, match=r"in_pos must lie in the 3x3 input, got \(3, 0\)"):
+        plot.input_gradient_views(np.ones((2, 2)), np.ones((2, 2)), in_pos=(3, 0))
+
+
 def test_zero_insertion_places_values_on_the_stride_grid():
     g = np.array([[1.0, 2.0], [3.0, 4.0]])
     texts = [t.get_text() for t in plot.zero_insertion(g, 3).axes[0].texts]
