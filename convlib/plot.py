@@ -38,6 +38,7 @@ __all__ = [
     "grouped_weight_matrix",
     "finite_difference_error",
     "autograd_graph",
+    "backward_leaves",
     "loss_curves",
     "confusion_matrix",
     "filter_grid",
@@ -550,6 +551,39 @@ def _backward_nodes(root_fn: Any) -> tuple[list[Any], dict[int, list[Any]]]:
         stack.append((fn, True))
         stack.extend((f, False) for f in reversed(children[id(fn)]) if id(f) not in children)
     return postorder[::-1], children
+
+
+def backward_leaves(tensor: "torch.Tensor") -> list["torch.Tensor"]:
+    r"""The leaves whose ``.grad`` a backward pass from ``tensor`` would write into, each once.
+
+    These are the ``variable`` of every ``AccumulateGrad`` node reachable from
+    ``tensor.grad_fn`` through ``next_functions``: the walk that ``autograd_graph``
+    draws. A tensor that requires a gradient but is missing from the list is cut
+    off from ``tensor`` (by ``.detach()``, ``no_grad``, a NumPy round trip...) or
+    never used; its ``.grad`` stays None. Nothing is computed: the graph is only read.
+
+    Args:
+        tensor: a tensor with a ``grad_fn`` (the result of recorded operations).
+
+    Returns:
+        The leaves, nearest to ``tensor`` first (the order of ``autograd_graph``'s walk).
+
+    >>> import torch
+    >>> a = torch.ones(2, requires_grad=True)
+    >>> b = torch.ones(2, requires_grad=True)
+    >>> leaves = backward_leaves((a * 2 + b.detach()).sum())
+    >>> [t is a for t in leaves]
+    [True]
+    """
+    import torch
+
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.grad_fn is None:
+        kind = "a leaf" if tensor.requires_grad else "a tensor that autograd did not record"
+        raise ValueError(f"tensor has no grad_fn ({kind}): there is no backward graph to walk")
+    nodes, _ = _backward_nodes(tensor.grad_fn)
+    return [fn.variable for fn in nodes if hasattr(fn, "variable")]
 
 
 def autograd_graph(

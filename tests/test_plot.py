@@ -220,6 +220,31 @@ def test_autograd_graph_without_grad_fn_raises():
         plot.autograd_graph(np.ones(2))
 
 
+def test_backward_leaves_are_the_tensors_backward_writes_into():
+    import torch
+
+    class Double(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return 2 * t
+
+        @staticmethod
+        def backward(ctx, grad):
+            return 2 * grad
+
+    w = [torch.randn(3, dtype=torch.float64, requires_grad=True) for _ in range(5)]
+    data = torch.randn(3, dtype=torch.float64)  # requires no gradient: no node
+    # w[0] reached twice, w[1] through a custom Function, w[2] detached, w[3] through .item(), w[4] unused
+    h = w[0] * w[0] + torch.exp(w[0]) * data
+    loss = (h * Double.apply(w[1]) + w[2].detach() + w[3].sum().item()).sum()
+    leaves = plot.backward_leaves(loss)
+    assert len(leaves) == len({id(t) for t in leaves})  # each leaf once
+    loss.backward()  # the independent reference: the leaves that did receive a .grad
+    assert {id(t) for t in leaves} == {id(t) for t in w + [data] if t.grad is not None} == {id(w[0]), id(w[1])}
+    with pytest.raises(ValueError, match=r"no grad_fn \(a leaf\)"):
+        plot.backward_leaves(w[0])
+
+
 def test_autograd_graph_displays_as_png():
     import torch
 
