@@ -30,6 +30,7 @@ __all__ = [
     "array_grid",
     "array_row",
     "im2col_matrix",
+    "multichannel_conv",
     "weight_gradient_terms",
     "full_padding_flip",
     "input_gradient_fanout",
@@ -235,6 +236,77 @@ def im2col_matrix(x2d: np.ndarray, kernel_hw: Sequence[int], stride: int = 1) ->
     for c, (i, j) in enumerate(cols):
         ax.text(x0 + c + 0.5, top + 0.1, f"w{i}{j}", ha="center", va="bottom", fontsize=8)
     ax.text(x0 + len(cols) / 2, top + 0.65, f"im2col: {len(rows)} windows x {len(cols)} taps",
+            ha="center", va="bottom", fontsize=10)
+    return fig
+
+
+def multichannel_conv(x: np.ndarray, w: np.ndarray, b: float = 0.0, fmt: str = "{:g}") -> Figure:
+    """One output channel of a layer with several input channels: slice by slice, then summed.
+
+    Row ``c`` shows input channel ``X[c]``, the slice ``W[o, c]`` of filter ``o`` and
+    their cross-correlation ``X[c] ⋆ W[o, c]``; the ``C_in`` results and the bias ``b``
+    add up to output channel ``O[o]`` on the right. The window that output ``(0, 0)`` reads is
+    orange in every channel, and that output is green in every partial result and in
+    the sum, so one value can be followed through the sum.
+
+    Args:
+        x: one image, shape (C_in, H_in, W_in).
+        w: one filter ``W[o]``, shape (C_in, K_H, K_W): its slice ``w[c]`` meets channel ``x[c]``.
+        b: the filter's bias.
+        fmt: how the numbers are written.
+
+    >>> fig = multichannel_conv(np.ones((2, 3, 3)), np.ones((2, 2, 2)), b=0.5)
+    >>> [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("O")]
+    ['O[o],  b = 0.5']
+    """
+    x, w = np.asarray(x, dtype=float), np.asarray(w, dtype=float)
+    if x.ndim != 3 or w.ndim != 3:
+        raise ValueError(f"x must be (C_in, H_in, W_in) and w (C_in, K_H, K_W), got shapes {x.shape} and {w.shape}")
+    if x.shape[0] != w.shape[0]:
+        raise ValueError(f"w needs one slice per input channel: x has {x.shape[0]} channels, w {w.shape[0]} slices")
+    C, H, W = x.shape
+    _, KH, KW = w.shape
+    if KH > H or KW > W:
+        raise ValueError(f"the {KH}x{KW} kernel does not fit in the {H}x{W} input")
+    H_out, W_out = H - KH + 1, W - KW + 1
+    # partial[c, i, j] = sum over taps (u, v) of x[c, i + u, j + v] * w[c, u, v], as in convlib.loops
+    partial = np.array([[[sum(x[c, i + u, j + v] * w[c, u, v] for u in range(KH) for v in range(KW))
+                          for j in range(W_out)] for i in range(H_out)] for c in range(C)])
+    total = partial.sum(axis=0) + b
+
+    gap, row_gap, head = 1.4, 1.0, 1.0
+    x_w = W + gap
+    x_p = x_w + KW + gap
+    x_o = x_p + W_out + 2.6
+    width = x_o + W_out
+    height = C * H + (C - 1) * row_gap + head
+    fig, ax = _canvas(width + 2.2, height, scale=0.45)
+    ax.set_xlim(-1.6, width + 1.0)
+    window = {(u, v): READ_COLOR for u in range(KH) for v in range(KW)}
+    for c in range(C):
+        top = height - head - c * (H + row_gap)
+        mid = top - H / 2
+        ax.text(-0.3, mid, f"c = {c}", ha="right", va="center", fontsize=9)
+        _draw_grid(ax, x[c], (H, W), window, "X[c]" if c == 0 else "", fmt, x0=0, own_axes=False, y_top=top)
+        ax.text(W + gap / 2, mid, "⋆", ha="center", va="center", fontsize=22)
+        _draw_grid(ax, w[c], (KH, KW), {}, "W[o, c]" if c == 0 else "", fmt, x0=x_w, own_axes=False,
+                   y_top=mid + KH / 2)
+        ax.text(x_w + KW + gap / 2, mid, "=", ha="center", va="center", fontsize=16)
+        _draw_grid(ax, partial[c], (H_out, W_out), {(0, 0): OUT_COLOR}, "X[c] ⋆ W[o, c]" if c == 0 else "", fmt,
+                   x0=x_p, own_axes=False, y_top=mid + H_out / 2)
+        if c < C - 1:
+            ax.text(x_p + W_out / 2, top - H - row_gap / 2, "+", ha="center", va="center", fontsize=14)
+    # a bracket gathers the partial results into the sum
+    first_mid, last_mid = height - head - H / 2, height - head - (C - 1) * (H + row_gap) - H / 2
+    bx = x_p + W_out + 0.4
+    ax.plot([bx, bx + 0.3, bx + 0.3, bx], [first_mid, first_mid, last_mid, last_mid], color=EDGE_COLOR, lw=1.2)
+    centre = (first_mid + last_mid) / 2
+    ax.annotate("", xy=(x_o - 0.2, centre), xytext=(bx + 0.3, centre),
+                arrowprops=dict(arrowstyle="-|>", color=EDGE_COLOR, lw=1.2))
+    ax.text((bx + 0.3 + x_o) / 2, centre + 0.2, "sum + b", ha="center", va="bottom", fontsize=10)
+    _draw_grid(ax, total, (H_out, W_out), {(0, 0): OUT_COLOR}, "", fmt, x0=x_o, own_axes=False,
+               y_top=centre + H_out / 2)
+    ax.text(x_o + W_out / 2, centre + H_out / 2 + 0.25, f"O[o],  b = {fmt.format(b + 0.0)}",
             ha="center", va="bottom", fontsize=10)
     return fig
 

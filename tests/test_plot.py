@@ -44,6 +44,39 @@ def test_array_grid_writes_every_value():
     assert sorted(texts) == ["1", "2", "3", "4.5"]
 
 
+def test_multichannel_conv_draws_each_slice_result_and_their_sum_as_conv2d():
+    rng = np.random.default_rng(51)
+    C_in, H, W, K = 3, 4, 5, 2
+    x = rng.integers(-3, 4, size=(C_in, H, W)).astype(float)
+    w = rng.integers(-2, 3, size=(C_in, K, K)).astype(float)
+    fig = plot.multichannel_conv(x, w, b=1.5)
+    ax = fig.axes[0]
+    numbers = []
+    for t in ax.texts:
+        try:
+            numbers.append(float(t.get_text()))
+        except ValueError:
+            pass
+    H_out, W_out = H - K + 1, W - K + 1
+    per_row = H * W + K * K + H_out * W_out  # X[c], W[o, c], X[c] ⋆ W[o, c]
+    assert len(numbers) == C_in * per_row + H_out * W_out
+    for c in range(C_in):
+        row = numbers[c * per_row:(c + 1) * per_row]
+        assert row[:H * W] == x[c].ravel().tolist() and row[H * W:H * W + K * K] == w[c].ravel().tolist()
+        one_slice = convlib.conv2d(x[None, c:c + 1], w[None, c:c + 1])[0, 0]
+        np.testing.assert_allclose(row[-H_out * W_out:], one_slice.ravel(), rtol=1e-10, atol=1e-10)
+    layer = convlib.conv2d(x[None], w[None], np.array([1.5]))[0, 0]
+    np.testing.assert_allclose(numbers[-H_out * W_out:], layer.ravel(), rtol=1e-10, atol=1e-10)
+    # the window of output (0, 0) in every channel, and that output in every result and in the sum
+    assert len(_colored_cells(ax, plot.READ_COLOR)) == C_in * K * K
+    assert len(_colored_cells(ax, plot.OUT_COLOR)) == C_in + 1
+
+
+def test_multichannel_conv_rejects_a_filter_with_the_wrong_number_of_slices():
+    with pytest.raises(ValueError, match="one slice per input channel: x has 3 channels, w 2 slices"):
+        plot.multichannel_conv(np.ones((3, 4, 4)), np.ones((2, 2, 2)))
+
+
 def test_computational_graph_rejects_non_value():
     with pytest.raises(TypeError, match=r"value must be a convlib.Value"):
         plot.computational_graph(3.0)
