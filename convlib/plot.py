@@ -432,15 +432,16 @@ def input_gradient_fanout(
 def input_gradient_views(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequence[int] = (1, 1)) -> Figure:
     """The input gradient read two ways, scatter and gather (one channel, stride 1, no padding).
 
-    Top row, scatter: each upstream entry G[i, j] stamps a copy of the kernel,
-    scaled by G[i, j], onto the input window (i, j) it came from: one small grid
-    per entry, the window shaded and the products G[i, j]·W[u, v] written in.
-    The stamps add up, cell by cell, to dL/dX. Bottom row, gather: the same
-    dL/dX as the valid correlation of G_pad (G with K_H - 1 rows and K_W - 1
-    columns of zeros on each side, grey) with W_rot, the window of pixel
-    ``in_pos`` shaded and each of its cells marked with the weight it meets.
-    Pixel ``in_pos`` is outlined in every stamp and in both results: the
-    numbers the stamps put there are the products the gather window adds.
+    Top, scatter: each upstream entry G[i, j] stamps a copy of the kernel,
+    scaled by G[i, j], onto the input window (i, j) it came from: one small
+    grid per entry, laid out like G, the window shaded and the products
+    G[i, j]·W[u, v] written in. The stamps add up, cell by cell, to dL/dX.
+    Bottom, gather: the same dL/dX as the valid correlation of G_pad (G with
+    K_H - 1 rows and K_W - 1 columns of zeros on each side, grey) with W_rot,
+    the window of pixel ``in_pos`` shaded and each of its cells marked with
+    the weight it meets. Pixel ``in_pos`` is outlined in every stamp and in
+    both results: the numbers the stamps put there are the products the
+    gather window adds.
 
     >>> fig = input_gradient_views([[0.1, 0.2], [0.3, 0.4]], [[1.0, 0.0], [0.0, -1.0]])
     >>> [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("0.1·W")]
@@ -461,43 +462,47 @@ def input_gradient_views(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequen
             scattered[i:i + KH, j:j + KW] += g[i, j] * w
     gathered = np.array([[np.sum(padded[a:a + KH, b:b + KW] * rot) for b in range(W)] for a in range(H)])
 
-    plus, eq = 1.0, 1.3
-    stamps = [(i, j) for i in range(g.shape[0]) for j in range(g.shape[1])]
-    res_x0 = len(stamps) * W + (len(stamps) - 1) * plus + eq
+    plus, eq, title_h, row_title, between = 1.0, 1.3, 0.75, 0.9, 0.9
+    # the stamps laid out like G, each row led by "+" (the first row by nothing): a sum read row by row
+    block_w = plus + g.shape[1] * W + (g.shape[1] - 1) * plus
+    block_h = g.shape[0] * (title_h + H) + (g.shape[0] - 1) * 0.35
+    res_x0 = block_w + eq
     left2 = res_x0 - eq - KW - eq - padded.shape[1]
     shift = max(0.0, -left2)
     res_x0 += shift
     width = res_x0 + W
-    row_title, grid_title, between = 0.9, 0.8, 0.9
-    height = 2 * (row_title + grid_title) + H + between + padded.shape[0]
+    height = row_title + block_h + between + row_title + title_h + padded.shape[0]
     fig, ax = _canvas(width, height, scale=0.4)
 
     def outline(x0: float, top: float) -> None:
         ax.add_patch(Rectangle((x0 + l, top - 1 - k), 1, 1, fill=False, edgecolor=OUT_COLOR, linewidth=2.5))
 
-    top1 = height - row_title - grid_title
-    ax.text(shift, height - 0.1, "scatter: each G[i, j] adds G[i, j]·W onto the window it came from; "
-            "overlaps add up", ha="left", va="top", fontsize=10)
-    x = shift
-    for n_stamp, (i, j) in enumerate(stamps):
-        window = {(i + u, j + v): READ_COLOR for u in range(KH) for v in range(KW)}
-        _draw_grid(ax, None, (H, W), window, f"{g[i, j]:.3g}·W", x0=x, own_axes=False, y_top=top1)
-        for u in range(KH):
-            for v in range(KW):
-                ax.text(x + j + v + 0.5, top1 - (i + u) - 0.5, f"{g[i, j] * w[u, v] + 0.0:.3g}", ha="center",
-                        va="center", fontsize=9)
-        outline(x, top1)
-        x += W
-        ax.text(x + (plus if n_stamp < len(stamps) - 1 else eq) / 2, top1 - H / 2,
-                "+" if n_stamp < len(stamps) - 1 else "=", ha="center", va="center", fontsize=16)
-        x += plus if n_stamp < len(stamps) - 1 else eq
-    _draw_grid(ax, scattered, (H, W), {(k, l): OUT_COLOR + "80"}, "dL/dX", "{:.3g}", x0=res_x0,
-               own_axes=False, y_top=top1)
-    outline(res_x0, top1)
-
-    top2 = top1 - H - between - row_title - grid_title
-    ax.text(shift, top1 - H - between - 0.1, "gather: each dL/dX[k, l] is one window of G_pad ★ W_rot",
+    ax.text(shift, height - 0.1, "scatter: each G[i, j] stamps G[i, j]·W onto its window; the stamps add up",
             ha="left", va="top", fontsize=10)
+    block_top = height - row_title
+    for i in range(g.shape[0]):
+        top = block_top - i * (title_h + H + 0.35) - title_h
+        for j in range(g.shape[1]):
+            x = shift + plus + j * (W + plus)
+            if i > 0 or j > 0:
+                ax.text(x - plus / 2, top - H / 2, "+", ha="center", va="center", fontsize=16)
+            window = {(i + u, j + v): READ_COLOR for u in range(KH) for v in range(KW)}
+            _draw_grid(ax, None, (H, W), window, f"{g[i, j] + 0.0:.3g}·W", x0=x, own_axes=False, y_top=top)
+            for u in range(KH):
+                for v in range(KW):
+                    ax.text(x + j + v + 0.5, top - (i + u) - 0.5, f"{g[i, j] * w[u, v] + 0.0:.3g}",
+                            ha="center", va="center", fontsize=9)
+            outline(x, top)
+    mid1 = block_top - block_h / 2 - title_h / 2
+    ax.text(res_x0 - eq / 2, mid1, "=", ha="center", va="center", fontsize=16)
+    _draw_grid(ax, scattered, (H, W), {(k, l): OUT_COLOR + "80"}, "dL/dX", "{:.3g}", x0=res_x0,
+               own_axes=False, y_top=mid1 + H / 2)
+    outline(res_x0, mid1 + H / 2)
+
+    title2 = block_top - block_h - between
+    ax.text(shift, title2 - 0.1, "gather: each dL/dX[k, l] is one window of G_pad ★ W_rot",
+            ha="left", va="top", fontsize=10)
+    top2 = title2 - row_title - title_h
     x_pad = res_x0 - eq - KW - eq - padded.shape[1]
     colors = {(a, b): PAD_COLOR for a in range(padded.shape[0]) for b in range(padded.shape[1])
               if not (KH - 1 <= a < KH - 1 + g.shape[0] and KW - 1 <= b < KW - 1 + g.shape[1])}
@@ -508,14 +513,14 @@ def input_gradient_views(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequen
             notes[(k + u, l + v)] = f"×{rot[u, v] + 0.0:.3g}"
     _draw_grid(ax, padded, padded.shape, colors, "G_pad", "{:.3g}", x0=x_pad, notes=notes, own_axes=False,
                y_top=top2)
-    mid = top2 - padded.shape[0] / 2
-    ax.text(x_pad + padded.shape[1] + eq / 2, mid, "★", ha="center", va="center", fontsize=16)
+    mid2 = top2 - padded.shape[0] / 2
+    ax.text(x_pad + padded.shape[1] + eq / 2, mid2, "★", ha="center", va="center", fontsize=16)
     _draw_grid(ax, rot, rot.shape, {}, "W_rot", "{:.3g}", x0=res_x0 - eq - KW, own_axes=False,
-               y_top=mid + KH / 2)
-    ax.text(res_x0 - eq / 2, mid, "=", ha="center", va="center", fontsize=16)
+               y_top=mid2 + KH / 2)
+    ax.text(res_x0 - eq / 2, mid2, "=", ha="center", va="center", fontsize=16)
     _draw_grid(ax, gathered, (H, W), {(k, l): OUT_COLOR + "80"}, "dL/dX", "{:.3g}", x0=res_x0, own_axes=False,
-               y_top=mid + H / 2)
-    outline(res_x0, mid + H / 2)
+               y_top=mid2 + H / 2)
+    outline(res_x0, mid2 + H / 2)
     return fig
 
 

@@ -152,9 +152,9 @@ def test_input_gradient_views_stamps_are_g_times_w_and_both_results_the_torch_gr
     scatter, gather = [v for _, _, v in results[:16]], [v for _, _, v in results[16:]]
     assert scatter == expected.ravel().tolist()
     assert gather == expected.ravel().tolist()
-    # the stamps (top row, left of the result): one product G[i, j] * W[u, v] per window cell
-    top = min(y for x, y, _ in results[:16])
-    stamps = sorted(v for x, y, v in numbers if x < right and y >= top)
+    # the stamps (above the gather row, left of the result): one product G[i, j] * W[u, v] per window cell
+    gather_title = next(t.get_position()[1] for t in ax.texts if t.get_text().startswith("gather"))
+    stamps = sorted(v for x, y, v in numbers if x < right and y > gather_title)
     assert stamps == sorted((g[:, :, None, None] * w[None, None]).ravel().tolist())
     # one shaded cell per product, plus the gather window
     assert len(_colored_cells(ax, plot.READ_COLOR)) == g.size * w.size + w.size
