@@ -86,7 +86,7 @@ def crop_padding(grad_x_padded, padding):
     # --- part D: full_correlation
     # the classic: the kernel not rotated
     "full-correlation-unflipped": _edit("answer-full-correlation", "w_rot = w[:, :, ::-1, ::-1]", "w_rot = w"),
-    # "full" padding of the wrong width: k instead of k - 1
+    # "full" padding of the wrong width: K instead of K - 1
     "full-correlation-pad-k": _edit("answer-full-correlation",
                                     "((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1))",
                                     "((0, 0), (0, 0), (kh, kh), (kw, kw))",
@@ -154,7 +154,7 @@ MESSAGES = {
     "dilate-trailing": "zeros after the last tap too",
     "dilate-pair-swapped": "the pair is read the wrong way round",
     "full-correlation-unflipped": "the kernel is not rotated by 180 degrees",
-    "full-correlation-pad-k": "padded by k instead of k - 1",
+    "full-correlation-pad-k": "padded by K instead of K - 1",
     "full-correlation-overwrites": "only one kernel tap counts",
     "full-correlation-last-channel": "only the last output channel counts",
     "strided-no-zero-insertion": "the stride is ignored (no zeros inserted into grad_out)",
