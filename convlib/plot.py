@@ -133,7 +133,7 @@ def sliding_window(
     """Which input pixels feed one output pixel: the padded input and the output grid.
 
     Padding cells are grey, the cells read by output ``out_pos`` orange (tap
-    ``(i, j)`` reads padded pixel ``(p*s + i*d, q*s + j*d)``), that output green.
+    ``(u, v)`` reads padded pixel ``(i*s + u*d, j*s + v*d)``), that output green.
 
     >>> fig = sliding_window((5, 5), (3, 3), out_pos=(1, 0), stride=2, padding=1)
     >>> [ax.get_title() for ax in fig.axes]
@@ -142,22 +142,22 @@ def sliding_window(
     H, W = (int(v) for v in input_hw)
     KH, KW = (int(v) for v in kernel_hw)
     geo = conv_geometry((1, 1, H, W), (1, 1, KH, KW), stride, padding, dilation)
-    p, q = (int(v) for v in out_pos)
-    if not (0 <= p < geo.H_out and 0 <= q < geo.W_out):
+    i, j = (int(t) for t in out_pos)
+    if not (0 <= i < geo.H_out and 0 <= j < geo.W_out):
         raise ValueError(f"out_pos must lie in the {geo.H_out}x{geo.W_out} output, got {tuple(out_pos)}")
     (sh, sw), (dh, dw) = as_pair(geo.stride, "stride", 1), geo.dilation
     top, _, left, _ = geo.pad
     Hp, Wp = geo.padded_hw
     colors = {(r, c): PAD_COLOR for r in range(Hp) for c in range(Wp)
               if not (top <= r < top + H and left <= c < left + W)}
-    for i in range(KH):
-        for j in range(KW):
-            colors[(p * sh + i * dh, q * sw + j * dw)] = READ_COLOR
+    for u in range(KH):
+        for v in range(KW):
+            colors[(i * sh + u * dh, j * sw + v * dw)] = READ_COLOR
 
     fig = Figure(figsize=(0.45 * (Wp + geo.W_out) + 1.5, 0.45 * max(Hp, geo.H_out) + 0.9))
     ax_in, ax_out = fig.subplots(1, 2, gridspec_kw={"width_ratios": [Wp, max(geo.W_out, 1)]})
     _draw_grid(ax_in, None, (Hp, Wp), colors, f"padded input {Hp}x{Wp}")
-    _draw_grid(ax_out, None, (geo.H_out, geo.W_out), {(p, q): OUT_COLOR}, f"output {geo.H_out}x{geo.W_out}")
+    _draw_grid(ax_out, None, (geo.H_out, geo.W_out), {(i, j): OUT_COLOR}, f"output {geo.H_out}x{geo.W_out}")
     fig.tight_layout()
     return fig
 
