@@ -5,7 +5,7 @@ s the stride and the batch index, b the bias and a coordinate, W the kernel and 
 width, c a channel and a column, m a kernel tap and the channel multiplier. Each pattern
 below is one of those clashes, as it was written; the test reads the prose and formulas of
 every chapter, the intro and every assignment (markdown cells), the comments of their code
-cells, and convlib's docstrings, and fails on any of them with the rule that replaces it.
+cells, their figures' captions and alt text, and convlib's docstrings, and fails on any of them with the rule that replaces it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (pattern, the rule of the notation table it breaks)
 FORBIDDEN = [
-    (r"[OGX](?:_\\text\{pad\})?\[[^\]]*\bp,\s*q\]|\bO\[p\b", "an output position is (i, j), not (p, q): p is the padding"),
+    (r"[OGX](?:_\\text\{pad\})?\[[^\]]*\bp,\s*q\]|\bO\[p\b|\(p,\s*q\)", "an output position is (i, j), not (p, q): p is the padding"),
     (r"\[[^\]]*\bm,\s*n\]|\bW\[m\b", "a kernel tap is (u, v), not (m, n): n is the batch index"),
     (r"\b[XOGW](?:_\\text\{pad\})?\[s,|\\sum_\{?s\b|\bs=0\}?\^\{?N", "the batch index is n, not s: s is the stride"),
     (r"\[[^\]]*\br,\s*c\]|\[[^\]]*\bh,\s*v\]", "an input position is (k, l), not (r, c) or (h, v): c is a channel"),
@@ -48,6 +48,9 @@ def _markdown_and_comments(path: Path) -> list[tuple[str, str]]:
         elif cell.cell_type == "code":
             comments = "\n".join(line.split("#", 1)[1] for line in cell.source.splitlines() if "#" in line)
             found.append((f"{path.relative_to(ROOT)} cell {index} (comments)", comments))
+            figure = cell.metadata.get("mystnb", {})
+            words = [str(figure.get("figure", {}).get("caption", "")), str(figure.get("image", {}).get("alt", ""))]
+            found.append((f"{path.relative_to(ROOT)} cell {index} (caption and alt text)", "\n".join(words)))
     return found
 
 
@@ -104,6 +107,7 @@ def test_notation_is_the_one_of_the_table(path):
     r"$\text{out}[n, o, i, j]$",
     r"the channel multiplier $m$",
     "x: input, shape (N, C_in, H, W)",
+    "the window at output pixel (p, q)",
 ])
 def test_notation_patterns_catch_the_old_clashes(old):
     assert clashes(old), f"no pattern catches {old!r}"

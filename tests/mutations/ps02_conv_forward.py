@@ -37,8 +37,8 @@ MUTATIONS = {
     # --- parts B and C: the loops
     # a true convolution: the kernel rotated by 180 degrees
     "loops-flipped-kernel": _edit("answer-loops", "np.sum(window[c] * w[o, c])", "np.sum(window[c] * w[o, c, ::-1, ::-1])"),
-    "loops-bias-missing": _edit("answer-loops", "out[n, o, p, q] = total if b is None else total + b[o]",
-                                "out[n, o, p, q] = total"),
+    "loops-bias-missing": _edit("answer-loops", "out[n, o, i, j] = total if b is None else total + b[o]",
+                                "out[n, o, i, j] = total"),
     # windows taken at every pixel and the output sized for stride 1
     "loops-stride-ignored": _edit("answer-loops", "(sh, sw), (ph, pw) = pair(stride), pair(padding)",
                                   "(sh, sw), (ph, pw) = (1, 1), pair(padding)"),
@@ -53,8 +53,8 @@ MUTATIONS = {
     # --- part D: im2col
     "im2col-columns-ijc": _edit("answer-im2col", "cols = np.empty((n, h_out, w_out, c, kh, kw), dtype=x.dtype)",
                                 "cols = np.empty((n, h_out, w_out, kh, kw, c), dtype=x.dtype)",
-                                "cols[..., i, j] = x_pad[:, :, rows, columns].transpose(0, 2, 3, 1)",
-                                "cols[:, :, :, i, j] = x_pad[:, :, rows, columns].transpose(0, 2, 3, 1)"),
+                                "cols[..., u, v] = x_pad[:, :, rows, columns].transpose(0, 2, 3, 1)",
+                                "cols[:, :, :, u, v] = x_pad[:, :, rows, columns].transpose(0, 2, 3, 1)"),
     "im2col-rows-pqn": _edit("answer-im2col", "return cols.reshape(n * h_out * w_out, c * kh * kw)",
                              "return cols.transpose(1, 2, 0, 3, 4, 5).reshape(n * h_out * w_out, c * kh * kw)"),
     "im2col-transposed": _edit("answer-im2col", "return cols.reshape(n * h_out * w_out, c * kh * kw)",
@@ -88,10 +88,10 @@ def conv2d_im2col(x, w, b=None, stride=1, padding=0, dilation=1):
     x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     w_mat = w.reshape(c_out, -1)
     out = np.zeros((n, c_out, h_out, w_out))
-    for p in range(h_out):
-        for q in range(w_out):
-            window = x_pad[:, :, p * sh:p * sh + dh * (kh - 1) + 1:dh, q * sw:q * sw + dw * (kw - 1) + 1:dw]
-            out[:, :, p, q] = window.reshape(n, -1) @ w_mat.T
+    for i in range(h_out):
+        for j in range(w_out):
+            window = x_pad[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
+            out[:, :, i, j] = window.reshape(n, -1) @ w_mat.T
     return out if b is None else out + b.reshape(1, -1, 1, 1)'''},
     # --- part F (bonus): dilation
     "im2col-dilation-ignored": _edit("answer-im2col", "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
