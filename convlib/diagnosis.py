@@ -20,8 +20,10 @@ it, or the attribute path of a tensor that should have been a parameter):
                       step (``round``, ``floor``, ``sign``) passed zero everywhere
 ``nonfinite``         the gradient holds NaN or inf
 ``zero``              the gradient exists but is exactly zero (dead ReLU, saturation)
-``bad_backward``      the gradient disagrees with finite differences, or a custom
-                      ``backward`` returned none, too few or misshapen gradients
+``bad_backward``      the gradient disagrees with finite differences (a wrong custom
+                      ``backward``, or a statistic of the parameters cut off one of
+                      two paths), or a custom ``backward`` returned none, too few or
+                      misshapen gradients
 ===================== ==========================================================
 
 >>> import torch
@@ -88,8 +90,11 @@ CAUSES: dict[str, tuple[str, str]] = {
         "check the initialisation and the scale of the inputs, lower the learning rate, or use LeakyReLU"),
     "bad_backward": (
         "the gradient autograd returns disagrees with finite differences (float64, several random directions), "
-        "or a custom backward returned None, too few or misshapen gradients: a custom backward on its path is wrong",
-        "test the custom torch.autograd.Function with torch.autograd.gradcheck in float64 and fix its backward"),
+        "or a custom backward returned None, too few or misshapen gradients: a custom backward on its path is wrong, "
+        "or a value computed from the parameters (a mean, a norm) was taken off the graph on one of two paths",
+        "test each custom torch.autograd.Function on the path with torch.autograd.gradcheck in float64 and fix its "
+        "backward; with none on the path, keep every statistic of the layer's own values in the graph (no no_grad, "
+        "no detach)"),
 }
 
 # operations whose result leaves autograd's graph: name -> how the report calls it
@@ -580,7 +585,8 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn, check_values: bool) -> D
         for name, gap in mismatched.items():
             report.problems[name] = "bad_backward"
             customs = sorted({e.op for e in events[name] if e.kind == "custom"})
-            on_path = f"; custom Functions on its path: {', '.join(customs)}" if customs else ""
+            on_path = (f"; custom Functions on its path: {', '.join(customs)}" if customs
+                       else "; no custom Function on its path, so a cut path is likely")
             report.details[name] = f"relative gap {gap:.1e} to finite differences{on_path}"
     elif loss is None and report.error is not None:
         for name in watched:

@@ -288,6 +288,14 @@ class DivideByZero(ConvPair):  # 14: a scale initialised at 0 in a denominator
         return self.second(self.first(x) / self.temperature)
 
 
+class MeanUnderNoGrad(ConvPair):  # 4: a mean of the layer's own output taken off the graph
+    def forward(self, x):
+        h = self.first(x)
+        with torch.no_grad():
+            mean = h.mean(dim=(0, 2, 3), keepdim=True)
+        return self.second(torch.tanh(h - mean))
+
+
 FIRST = ("first.weight", "first.bias")
 CATALOGUE = {
     "plain-tensor-kernel": (PlainTensorKernel, {"kernel": "not_registered"}),
@@ -399,6 +407,15 @@ def test_diagnose_says_which_operation_cut_or_broke_the_path():
     assert "SqrtBackward0" in diagnose(SqrtAtZero(), batch()).details["first.weight"]
     assert "`div`" in diagnose(DivideByZero(), batch()).details["temperature"]
     assert "FlipForgotten" in diagnose(CustomConvPair(), batch().double()).details["first.weight"]
+
+
+def test_diagnose_points_a_wrong_gradient_without_custom_function_to_a_cut_path():
+    # chapter 8, entry 4: the mean under no_grad leaves one of two paths out, and nothing custom is to blame
+    torch.manual_seed(0)
+    report = diagnose(MeanUnderNoGrad(), batch())
+    assert report.problems["first.weight"] == "bad_backward"
+    assert "no custom Function on its path, so a cut path is likely" in report.details["first.weight"]
+    assert "taken off the graph" in str(report)
 
 
 def test_diagnose_reports_an_inplace_error_without_guessing():
