@@ -38,8 +38,8 @@ RUN_IN_VENV = "ps07-custom-function"  # imports convlib, convlib.checks and conv
 LEAKS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "HIDDEN-TEST-CANARY")
 PARTS = yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]
 CHAPTERS = [entry["file"] for part in PARTS if not part["caption"].startswith("Appendi") for entry in part["chapters"]]
-# a chapter's link to its exercise: the bare release notebook (before book/_ext/relink.py) or its zip
-EXERCISE_LINK = re.compile(r"\{download\}`[^`<]*<(?:\.\./exercises/([\w.-]+)/\1\.ipynb|_exercises/([\w.-]+)\.zip)>`")
+# a chapter's link to its exercise: the zip (a link to the bare release notebook would fail the test below)
+EXERCISE_LINK = re.compile(r"\{download\}`[^`<]*<_exercises/([\w.-]+)\.zip>`")
 
 
 def _load(name: str):
@@ -171,8 +171,7 @@ def test_every_chapter_exercise_has_a_zip(all_zips):
     for chapter in CHAPTERS:
         links = EXERCISE_LINK.findall((ROOT / f"{chapter}.ipynb").read_text())
         assert links, f"{chapter} links no exercise"
-        for notebook, zipped in links:
-            name = notebook or zipped
+        for name in links:
             assert name in all_zips and zipfile.is_zipfile(all_zips[name]), f"{chapter}: no zip for {name}"
             assert f"{name}/{name}.ipynb" in _members(all_zips[name])
 
