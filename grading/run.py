@@ -315,6 +315,28 @@ def collect_outputs(row: Row, options: Options, work_out: Path) -> None:
 
 # --- merge, report ---------------------------------------------------------------------------------
 
+def check_database(db_url: str | None) -> None:
+    """Stop before grading anyone when --db names a database that cannot be reached (the grades would wait for it)."""
+    if db_url is None:
+        return
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    try:
+        shown = make_url(db_url).render_as_string(hide_password=True)  # never print a password
+    except sqlalchemy.exc.ArgumentError as error:
+        raise ValueError(f"--db must be an SQLAlchemy database URL such as postgresql://user@host/course, "
+                         f"got {db_url!r} ({error})") from None
+    try:
+        engine = sqlalchemy.create_engine(db_url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+        cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise ValueError(f"--db {shown}: cannot connect ({type(error).__name__}: {cause}); nobody was graded") from None
+
+
 def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_url: str) -> dict[str, tuple]:
     """Write every student's recorded grades into the course gradebook (one writer); return its scores per student."""
     import warnings
@@ -332,7 +354,10 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
         shutil.copytree(template / "source", merged / "source")
         result = _api(merged, settings, db_url).generate_assignment(options.assignment)
         if not result["success"]:
-            raise RuntimeError(f"could not create the assignment in {db_url}:\n{result.get('log', '')}")
+            from sqlalchemy.engine import make_url
+
+            shown = make_url(db_url).render_as_string(hide_password=True)  # never print a password
+            raise RuntimeError(f"could not create the assignment in {shown}:\n{result.get('log', '')}")
     scores = {}
     with Gradebook(db_url) as target:
         for row in rows:
@@ -632,6 +657,7 @@ def autograde(options: Options) -> list[Row]:
     try:
         settings = nbgrader_settings(options)
         roster = read_roster(options.roster) if options.roster else None  # a bad roster stops before any grading
+        check_database(options.db)  # so does a gradebook database that cannot be reached
         check_sandbox(options)
         folder = options.submissions
         if not folder.exists():

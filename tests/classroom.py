@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -92,6 +94,46 @@ def require_sandbox() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the grading sandbox cannot run in CI: {reason}")
         pytest.skip(f"grading needs its sandbox: {reason}")
+
+
+POSTGRES_HOW = ("start one with `eval \"$(sudo .ci/postgres)\"` from the repository root (it installs and starts "
+                "PostgreSQL on 127.0.0.1 and sets GRADING_TEST_POSTGRES), then run the tests again")
+
+
+@contextlib.contextmanager
+def postgres_database():
+    """A new, empty PostgreSQL database for one test, dropped afterwards; yields its SQLAlchemy URL.
+
+    The server is the one GRADING_TEST_POSTGRES names (a role that may create databases, as .ci/postgres sets
+    up). Without one the test is skipped, saying how to start it; under CI=true it fails (.ci/run starts it).
+    """
+    import pytest
+    import sqlalchemy
+
+    admin_url = os.environ.get("GRADING_TEST_POSTGRES")
+    problem = None
+    if not admin_url:
+        problem = "GRADING_TEST_POSTGRES is not set"
+    else:
+        admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect():
+                pass
+        except sqlalchemy.exc.OperationalError as error:
+            problem = f"no PostgreSQL server answers at GRADING_TEST_POSTGRES ({str(error.orig).strip()})"
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the gradebook tests need PostgreSQL in CI (.ci/run starts it): {problem}")
+        pytest.skip(f"{problem}: {POSTGRES_HOW}")
+    name = f"grading_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(sqlalchemy.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def grade_run(assignment: str, submissions: Path, out: Path, *args: str,

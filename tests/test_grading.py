@@ -32,6 +32,8 @@ pytestmark = pytest.mark.grading
 ON_THE_CLASS = pytest.mark.xdist_group(name="graded-class")
 
 ASSIGNMENT = "ps03-kernel-gradients"
+# a 10 s cell limit keeps the endless loop short; 1500 MiB per kernel contains the memory bomb
+LIMITS = ("--timeout", "10", "--memory-mb", "1500")
 CANARY = "HIDDEN-TEST-CANARY"
 
 STRIDE_ONE_ONLY = '''
@@ -152,8 +154,7 @@ def graded(tmp_path_factory):
         for path in sorted(folder.rglob("*")):
             if path.relative_to(folder).parts[0] in SERIAL:
                 zf.write(path, Path("submissions") / path.relative_to(folder))
-    # a 10 s cell limit keeps the endless loop short; 1500 MiB per kernel contains the memory bomb
-    limits = ("--timeout", "10", "--memory-mb", "1500")
+    limits = LIMITS
     site, starts = base / "site", base / "kernel-starts"
     site.mkdir()
     starts.mkdir()
@@ -226,6 +227,58 @@ def test_grading_resumes_after_an_interruption_without_grading_anyone_twice(grad
         with sqlite3.connect(graded["base"] / run / "gradebook.db") as db:
             cells[run] = sorted(row for row in db.execute(query) if row[0] in SERIAL)
     assert cells["out-serial"] == cells["out-parallel"] and len(cells["out-serial"]) == 4 * 8
+
+
+GRADES_QUERY = (
+    "select student.id, base_cell.name, grade.auto_score, grade.manual_score, grade.needs_manual_grade "
+    "from grade join submitted_notebook on grade.notebook_id = submitted_notebook.id "
+    "join submitted_assignment on submitted_notebook.assignment_id = submitted_assignment.id "
+    "join student on submitted_assignment.student_id = student.id join base_cell on grade.cell_id = base_cell.id")
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    # module scope, and named before `graded`: without a server the test is skipped before the class is graded
+    with cr.postgres_database() as url:
+        yield url
+
+
+@ON_THE_CLASS
+def test_grading_into_postgresql_gives_every_grade_of_the_sqlite_run(postgres_url, graded):
+    import sqlalchemy
+
+    base = graded["base"]
+    out = base / "out-postgres"
+    # the parallel run's results: the same command with --db records them into PostgreSQL without grading again
+    shutil.copytree(base / "out-parallel", out, ignore=shutil.ignore_patterns("gradebook.db"))
+    cr.grade_run(ASSIGNMENT, base / "submissions", out, "--jobs", "2", *LIMITS, "--db", postgres_url)
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.connect() as connection:
+        in_postgres = sorted(tuple(row) for row in connection.execute(sqlalchemy.text(GRADES_QUERY)))
+    engine.dispose()
+    with sqlite3.connect(base / "out-parallel" / "gradebook.db") as db:
+        in_sqlite = sorted((s, c, a, m, bool(n)) for s, c, a, m, n in db.execute(GRADES_QUERY))
+    assert len(in_sqlite) == len(EXPECTED) * 8, "every student has a grade for each of the 8 graded cells"
+    assert in_postgres == in_sqlite
+    assert (out / "grades.csv").read_bytes() == (base / "out-parallel" / "grades.csv").read_bytes()
+    assert not (out / "gradebook.db").exists(), "with --db the gradebook is the database, not a file in OUT"
+    # nobody was graded again: the same record per student, down to its seconds (the journal may be rewritten in order)
+    records = [{json.loads(line)["student"]: json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()}
+               for run in (out, base / "out-parallel")]
+    assert records[0] == records[1]
+
+
+def test_grading_stops_before_grading_anyone_when_the_database_cannot_be_reached(tmp_path):
+    submissions = tmp_path / "submissions"
+    cr.write(submissions, "learner", ASSIGNMENT, cr.fill(cr.release(ASSIGNMENT), {}))
+    # port 9 (discard) has no PostgreSQL behind it
+    for url, says in (("postgresql://grader:s3cret@127.0.0.1:9/course", "postgresql://grader:***@127.0.0.1:9/course: "
+                       "cannot connect"), ("not a url", "--db must be an SQLAlchemy database URL")):
+        command, env = cr._grading_command(ASSIGNMENT, submissions, tmp_path / "out", ("--db", url), None)
+        result = subprocess.run(command, cwd=cr.ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and says in result.stderr, result.stderr[-2000:]
+        assert "s3cret" not in result.stderr + result.stdout, "the password was printed"
+        assert not (tmp_path / "out" / "grades.csv").exists()
 
 
 @ON_THE_CLASS
