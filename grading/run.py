@@ -25,10 +25,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .feedback import place_mathjax
 from .report import (_number, cell_table, mistake_table, read_roster, roster_problems, write_canvas, write_html,
                      write_moodle, write_table)
-from .submissions import Submission, collect, copy_in, unpack
+from .submissions import Submission, collect, unpack
+from .unit import Kit, Result, Unit, pack_kit, put_submission, store, take_outputs
 
 STATUSES = ("graded", "timeout", "crashed", "invalid", "missing", "pending")  # pending: the run was interrupted
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,6 @@ class Row:
     max_score: float = 0.0
     detail: str = ""
     seconds: float = 0.0
-    lane: Path | None = field(default=None, repr=False)
     cells: dict | None = field(default=None, repr=False)  # {notebook: {"grades": ..., "comments": ...}} from nbgrader
     submission_key: str = ""
     mistakes: dict | None = field(default=None, repr=False)  # {code: text}: the likely mistakes its feedback names
@@ -249,14 +248,18 @@ def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], ha
         process.close()
 
 
-def grade_in_lane(sub: Submission, lane: Path, options: Options, notebook_name: str, env: dict[str, str],
-                  hard_limit: float) -> Row:
+def grade_unit(kit: Kit, unit: Unit, lane: Path, env: dict[str, str], hard_limit: float) -> Result:
+    """Grade one submission: the unit of work (grading.unit). `lane` is this machine's scratch course folder,
+    made from `kit` if it is not already; `env` is this machine's child_environment. Nothing is read from or
+    written to OUT: the feedback, the autograded notebook and the log come back in the result."""
     started = time.monotonic()
-    copy_in(sub, lane / "submitted" / sub.student / options.assignment / notebook_name)
-    outcome = run_child(lane, options.assignment, sub.student, env, hard_limit)
-    return Row(sub.student, outcome["status"], float(outcome.get("score") or 0.0),
-               float(outcome.get("max_score") or 0.0), outcome.get("detail", ""),
-               time.monotonic() - started, lane, cells=outcome.get("cells"), mistakes=outcome.get("mistakes"))
+    kit.lane(lane)
+    put_submission(kit, unit, lane)
+    outcome = run_child(lane, kit.assignment, unit.student, env, hard_limit)
+    return Result(unit.student, outcome["status"], float(outcome.get("score") or 0.0),
+                  float(outcome.get("max_score") or 0.0), outcome.get("detail", ""), time.monotonic() - started,
+                  cells=outcome.get("cells"), mistakes=outcome.get("mistakes"),
+                  files=take_outputs(kit, unit.student, lane))
 
 
 REFERENCE_TIMES = "reference-times.json"
@@ -292,25 +295,6 @@ def calibrate(options: Options, lane: Path, env: dict[str, str], hard_limit: flo
               f"time limit", file=sys.stderr)
     return {name: round(options.time_multiple * seconds + options.time_floor, 1)
             for name, seconds in measured["seconds"].items()}
-
-
-def collect_outputs(row: Row, options: Options, work_out: Path) -> None:
-    """Move the lane's feedback, autograded notebook and log for this student into OUT; clear the lane."""
-    lane = row.lane
-    for kind in ("feedback", "autograded"):
-        produced = lane / kind / row.student / options.assignment
-        if produced.is_dir():
-            target = work_out / kind / row.student
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(produced, target)
-            if kind == "feedback":
-                place_mathjax(target)  # the pages typeset their maths from it, offline (grading._one points them there)
-    log = lane / "logs" / f"{row.student}.log"
-    if log.exists():
-        (work_out / "logs").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, work_out / "logs" / f"{row.student}.log")
-    for kind in ("submitted", "feedback"):
-        shutil.rmtree(lane / kind / row.student, ignore_errors=True)
 
 
 # --- merge, report ---------------------------------------------------------------------------------
@@ -683,10 +667,10 @@ def autograde(options: Options) -> list[Row]:
         journal.rewrite([previous[row.student] for row in done])
 
         lanes: queue.Queue[Path] = queue.Queue()
+        # the assignment as any grading machine receives it; each lane is a course folder made from it
+        kit = pack_kit(template, options.assignment, notebook_name)
         for k in range(options.jobs):
-            lane = work / f"lane-{k}"
-            shutil.copytree(template, lane, ignore=shutil.ignore_patterns("release"))
-            lanes.put(lane)
+            lanes.put(kit.lane(work / f"lane-{k}"))
 
         from nbgrader.api import Gradebook
 
@@ -705,13 +689,14 @@ def autograde(options: Options) -> list[Row]:
             else:
                 lane = lanes.get()
                 try:
-                    row = grade_in_lane(sub, lane, options, notebook_name, env, hard_limit)
-                    row.max_score = max_score
-                    if stopping.is_set():
-                        return row  # stopped by the interruption: graded again next time
-                    collect_outputs(row, options, options.out)
+                    result = grade_unit(kit, Unit(sub.student, sub.notebook.read_bytes()), lane, env, hard_limit)
                 finally:
                     lanes.put(lane)
+                row = Row(result.student, result.status, result.score, max_score, result.detail, result.seconds,
+                          cells=result.cells, mistakes=result.mistakes)
+                if stopping.is_set():
+                    return row  # stopped by the interruption: graded again next time
+                store(result, options.out)
             row.submission_key = content
             if not stopping.is_set():
                 journal.append(_record(row, key))
@@ -723,11 +708,9 @@ def autograde(options: Options) -> list[Row]:
             if any(not sub.status for sub, _ in todo):
                 # each cell's time limit, from the reference solution's time (a hang then costs seconds per cell)
                 limits = calibrate(options, work / "lane-0", env, hard_limit, key)
+                kit = kit.with_cell_limits(limits)
                 for k in range(options.jobs):
-                    config = work / f"lane-{k}" / "config.json"
-                    lane_settings = json.loads(config.read_text())
-                    lane_settings["nbgrader"]["ExecuteKeepingCredit"] = {"cell_limits": limits}
-                    config.write_text(json.dumps(lane_settings))
+                    kit.lane(work / f"lane-{k}")
             futures = [pool.submit(run, sub, content) for sub, content in todo]
             for future in as_completed(futures):
                 row = future.result()

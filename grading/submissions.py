@@ -7,7 +7,6 @@ a reason now (`missing`, `invalid`), so it still has its row in grades.csv.
 from __future__ import annotations
 
 import re
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +105,3 @@ def collect(folder: Path, expected_notebook: str) -> list[Submission]:
         else:
             submissions.append(Submission(student, notebook=found[0]))
     return submissions
-
-
-def copy_in(submission: Submission, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(submission.notebook, destination)

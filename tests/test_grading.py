@@ -452,6 +452,52 @@ def test_grading_stamps_gradebooks_with_the_revision_the_alembic_command_reports
     assert alembic_head() == heads.split()[0]
 
 
+# what a grading machine of a cluster runs: the kit and the unit arrive as bytes, the result leaves as bytes
+WORKER = """
+import os, pickle, sys
+from pathlib import Path
+from grading.run import child_environment, grade_unit
+kit, unit = pickle.loads(sys.stdin.buffer.read())
+here = Path.cwd()
+result = grade_unit(kit, unit, here / "lane-0", child_environment(here, 1500, True), hard_limit=300)
+assert not (here / "lane-0" / "submitted" / unit.student).exists(), "the lane kept the student's submission"
+sys.stdout.buffer.write(pickle.dumps(result))
+"""
+
+
+def test_grading_one_unit_of_work_needs_no_folder_shared_with_the_asker(tmp_path):
+    import pickle
+
+    from grading.run import Options, make_template, nbgrader_settings
+    from grading.unit import Unit, pack_kit, store
+
+    cr.require_sandbox()
+    assignment = "ps01-chain-rule"
+    options = Options(assignment, tmp_path, tmp_path / "out", source=cr.ROOT / "solutions",
+                      config=cr.ROOT / "nbgrader_config.py")
+    template, [notebook_name], _ = make_template(options, nbgrader_settings(options), tmp_path / "asker")
+    kit = pack_kit(template, assignment, notebook_name)
+    answers = cr.fill(cr.release(assignment), cr.solution_sources(assignment))
+    unit = Unit("ada", json.dumps(answers).encode())
+    worker = tmp_path / "worker"  # the worker's own folder: it knows nothing of the asker's
+    worker.mkdir()
+    command, env = cr._grading_command(assignment, tmp_path, tmp_path / "out", (), None)
+    done = subprocess.run([command[0], "-c", WORKER], input=pickle.dumps((kit, unit)), cwd=worker, capture_output=True,
+                          env={**env, "PYTHONPATH": str(cr.ROOT)}, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    result = pickle.loads(done.stdout)
+    assert (result.student, result.status, result.score) == ("ada", "graded", cr.max_points(assignment))
+    assert result.cells and result.mistakes == {}
+    stem = notebook_name.removesuffix(".ipynb")
+    assert set(result.files) == {f"feedback/ada/{stem}.html", f"autograded/ada/{notebook_name}", "logs/ada.log"}
+    # the asker writes what came back into OUT: the feedback page with its MathJax beside it
+    store(result, options.out)
+    assert "HIDDEN-TEST-CANARY" not in (options.out / "feedback" / "ada" / f"{stem}.html").read_text()
+    assert (options.out / "feedback" / "ada" / "mathjax").is_dir()
+    with pytest.raises(ValueError, match="outside OUT"):
+        store(type(result)("eve", "graded", files={"../" + "escape": b"x"}), options.out)
+
+
 def test_grading_resume_grades_again_only_what_changed(tmp_path):
     from grading.run import Journal, Row, _record, split_recorded, submission_key
     from grading.submissions import Submission
