@@ -143,6 +143,9 @@ class ExecuteKeepingCredit(Execute):
 
     def __init__(self, **kwargs) -> None:
         kwargs["kernel_manager_class"] = SandboxedKernelManager
+        # a kernel serves one run and is thrown away: kill it rather than ask it to shut down and wait (about
+        # 0.6 s a kernel); the sandbox (--die-with-parent, its own PID namespace) takes every process it started along
+        kwargs.setdefault("shutdown_kernel", "immediate")
         super().__init__(**kwargs)
         self.seconds: dict[int, float] = {}
 
