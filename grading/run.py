@@ -22,13 +22,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .report import (_number, cell_table, mistake_table, read_roster, roster_problems, write_canvas, write_html,
                      write_moodle, write_table)
 from .submissions import Submission, collect, unpack
-from .unit import Kit, Result, Unit, pack_kit, put_submission, store, take_outputs
+from .unit import Kit, Outcome, Result, Unit, pack_kit, put_submission, store, take_outputs
 
 STATUSES = ("graded", "timeout", "crashed", "invalid", "missing", "pending")  # pending: the run was interrupted
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -56,16 +56,10 @@ class Options:
 
 
 @dataclass
-class Row:
-    student: str
-    status: str
-    score: float = 0.0
-    max_score: float = 0.0
-    detail: str = ""
-    seconds: float = 0.0
-    cells: dict | None = field(default=None, repr=False)  # {notebook: {"grades": ..., "comments": ...}} from nbgrader
+class Row(Outcome):
+    """A student's row of grades.csv and line of OUT/results.jsonl (without the files a Result carries)."""
+
     submission_key: str = ""
-    mistakes: dict | None = field(default=None, repr=False)  # {code: text}: the likely mistakes its feedback names
     recorded: bool = False  # read back from OUT/results.jsonl instead of graded in this run
 
 

@@ -77,18 +77,24 @@ class Unit:
 
 
 @dataclass
-class Result:
-    """What grading one unit gives back. `files` maps a path of OUT (feedback/STUDENT/..., autograded/STUDENT/...,
-    logs/STUDENT.log) to its content."""
+class Outcome:
+    """How one student's grading ended: the fields a result and a row of grades.csv share."""
 
     student: str
-    status: str
+    status: str  # one of grading.run.STATUSES
     score: float = 0.0
     max_score: float = 0.0
     detail: str = ""
     seconds: float = 0.0
-    cells: dict | None = field(default=None, repr=False)
-    mistakes: dict | None = field(default=None, repr=False)
+    cells: dict | None = field(default=None, repr=False)  # {notebook: {"grades": ..., "comments": ...}} from nbgrader
+    mistakes: dict | None = field(default=None, repr=False)  # {code: text}: the likely mistakes its feedback names
+
+
+@dataclass
+class Result(Outcome):
+    """What grading one unit gives back. `files` maps a path of OUT (feedback/STUDENT/..., autograded/STUDENT/...,
+    logs/STUDENT.log) to its content."""
+
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
