@@ -293,15 +293,21 @@ def calibrate(options: Options, lane: Path, env: dict[str, str], hard_limit: flo
 
 # --- merge, report ---------------------------------------------------------------------------------
 
+def shown_url(db_url: str) -> str:
+    """A database URL as it may be printed: its password, if any, replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(db_url).render_as_string(hide_password=True)
+
+
 def check_database(db_url: str | None) -> None:
     """Stop before grading anyone when --db names a database that cannot be reached (the grades would wait for it)."""
     if db_url is None:
         return
     import sqlalchemy
-    from sqlalchemy.engine import make_url
 
     try:
-        shown = make_url(db_url).render_as_string(hide_password=True)  # never print a password
+        shown = shown_url(db_url)
     except sqlalchemy.exc.ArgumentError as error:
         raise ValueError(f"--db must be an SQLAlchemy database URL such as postgresql://user@host/course, "
                          f"got {db_url!r} ({error})") from None
@@ -332,10 +338,7 @@ def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_
         shutil.copytree(template / "source", merged / "source")
         result = _api(merged, settings, db_url).generate_assignment(options.assignment)
         if not result["success"]:
-            from sqlalchemy.engine import make_url
-
-            shown = make_url(db_url).render_as_string(hide_password=True)  # never print a password
-            raise RuntimeError(f"could not create the assignment in {shown}:\n{result.get('log', '')}")
+            raise RuntimeError(f"could not create the assignment in {shown_url(db_url)}:\n{result.get('log', '')}")
     scores = {}
     with Gradebook(db_url) as target:
         for row in rows:

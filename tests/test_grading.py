@@ -34,6 +34,12 @@ ON_THE_CLASS = pytest.mark.xdist_group(name="graded-class")
 ASSIGNMENT = "ps03-kernel-gradients"
 # a 10 s cell limit keeps the endless loop short; 1500 MiB per kernel contains the memory bomb
 LIMITS = ("--timeout", "10", "--memory-mb", "1500")
+# every cell grade of a gradebook: (student, cell, auto score, manual score, needs a manual grade)
+GRADES_QUERY = (
+    "select student.id, base_cell.name, grade.auto_score, grade.manual_score, grade.needs_manual_grade "
+    "from grade join submitted_notebook on grade.notebook_id = submitted_notebook.id "
+    "join submitted_assignment on submitted_notebook.assignment_id = submitted_assignment.id "
+    "join student on submitted_assignment.student_id = student.id join base_cell on grade.cell_id = base_cell.id")
 CANARY = "HIDDEN-TEST-CANARY"
 
 STRIDE_ONE_ONLY = '''
@@ -218,22 +224,11 @@ def test_grading_resumes_after_an_interruption_without_grading_anyone_twice(grad
     journal = (graded["base"] / "out-serial" / "results.jsonl").read_text().splitlines()
     assert journal[:3] == before["journal"] and len(journal) == 4 and '"student": "perfect"' in journal[3]
     # and the gradebook holds the same grade for every cell as the uninterrupted parallel run's
-    query = "select student.id, base_cell.name, grade.auto_score from grade join submitted_notebook " \
-            "on grade.notebook_id = submitted_notebook.id join submitted_assignment on " \
-            "submitted_notebook.assignment_id = submitted_assignment.id join student on " \
-            "submitted_assignment.student_id = student.id join base_cell on grade.cell_id = base_cell.id"
     cells = {}
     for run in ("out-serial", "out-parallel"):
         with sqlite3.connect(graded["base"] / run / "gradebook.db") as db:
-            cells[run] = sorted(row for row in db.execute(query) if row[0] in SERIAL)
+            cells[run] = sorted(row for row in db.execute(GRADES_QUERY) if row[0] in SERIAL)
     assert cells["out-serial"] == cells["out-parallel"] and len(cells["out-serial"]) == 4 * 8
-
-
-GRADES_QUERY = (
-    "select student.id, base_cell.name, grade.auto_score, grade.manual_score, grade.needs_manual_grade "
-    "from grade join submitted_notebook on grade.notebook_id = submitted_notebook.id "
-    "join submitted_assignment on submitted_notebook.assignment_id = submitted_assignment.id "
-    "join student on submitted_assignment.student_id = student.id join base_cell on grade.cell_id = base_cell.id")
 
 
 @pytest.fixture(scope="module")
