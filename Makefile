@@ -35,7 +35,7 @@ venv: $(STAMP)
 LOCKED := $(shell [ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ] && echo yes)
 CONSTRAINTS := $(if $(LOCKED),-c requirements.lock)
 
-$(STAMP): requirements.txt requirements.lock
+$(STAMP): requirements.txt requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt $(CONSTRAINTS) 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }

@@ -20,6 +20,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("submissions", type=Path, help="folder with one subfolder per student id, or a .zip of it")
     a.add_argument("--out", type=Path, required=True, help="folder for grades.csv, feedback/ and scores.png")
     a.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1); one BLAS thread each")
+    a.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                   help="grade on the workers of this running Dask cluster instead of in --jobs lanes here (the "
+                        "README says how to start one); OUT, the gradebook and resuming work as without it")
     a.add_argument("--source", type=Path, default=Path("solutions"),
                    help="nbgrader source folder holding the assignment (default: solutions)")
     a.add_argument("--config", type=Path, default=Path("nbgrader_config.py"),
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                       source=args.source, config=args.config, timeout=args.timeout, memory_mb=args.memory_mb,
                       db=args.db, keep_work=args.keep_work, quiet=args.quiet, regrade=args.regrade,
                       sandbox=not args.no_sandbox, time_multiple=args.time_multiple, time_floor=args.time_floor,
-                      roster=args.roster, lms_column=args.lms_column)
+                      roster=args.roster, lms_column=args.lms_column, scheduler=args.scheduler)
     try:
         autograde(options)
     except (ValueError, RuntimeError) as error:

@@ -21,6 +21,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class Options:
     sandbox: bool = True  # run learner code in grading.sandbox (bubblewrap); False only with --no-sandbox
     roster: Path | None = None  # CSV: student_id and the LMS's identifiers (grading.report.ROSTER_COLUMNS)
     lms_column: str | None = None  # the grade column's title in the LMS files (default: the assignment's name)
+    scheduler: str | None = None  # a Dask scheduler's address: grade on its workers (grading.cluster), not in lanes
 
 
 @dataclass
@@ -259,11 +261,12 @@ def grade_unit(kit: Kit, unit: Unit, lane: Path, env: dict[str, str], hard_limit
 REFERENCE_TIMES = "reference-times.json"
 
 
-def calibrate(options: Options, lane: Path, env: dict[str, str], hard_limit: float, key: str) -> dict[str, float]:
+def calibrate(options: Options, time_reference, key: str) -> dict[str, float]:
     """Each cell's time limit, {grade_id: seconds}: time_multiple x its time in the reference solution + time_floor.
 
-    The reference solution runs once per assignment and settings (cached in OUT/reference-times.json, keyed
-    like the results); never above the cell timeout. time_multiple 0 turns calibration off.
+    The reference solution runs once per assignment and settings (`time_reference()`, on a lane or a worker;
+    cached in OUT/reference-times.json, keyed like the results); never above the cell timeout. time_multiple 0
+    turns calibration off.
     """
     if options.time_multiple <= 0:
         return {}
@@ -276,7 +279,7 @@ def calibrate(options: Options, lane: Path, env: dict[str, str], hard_limit: flo
         except (ValueError, KeyError, TypeError):
             measured = None
     if measured is None:
-        measured = run_child(lane, options.assignment, "reference", env, hard_limit, task="time-reference")
+        measured = time_reference()
         if "seconds" not in measured:
             print(f"WARNING: the reference solution could not be timed ({measured.get('detail', 'no result')}); "
                   f"every cell gets the full time limit", file=sys.stderr)
@@ -289,6 +292,48 @@ def calibrate(options: Options, lane: Path, env: dict[str, str], hard_limit: flo
               f"time limit", file=sys.stderr)
     return {name: round(options.time_multiple * seconds + options.time_floor, 1)
             for name, seconds in measured["seconds"].items()}
+
+
+class Lanes:
+    """This machine's lanes: `jobs` course folders made from the kit, each grading one student at a time."""
+
+    def __init__(self, kit: Kit, work: Path, jobs: int, env: dict[str, str], hard_limit: float) -> None:
+        self.work, self.jobs, self.env, self.hard_limit = work, jobs, env, hard_limit
+        self.free: queue.Queue[Path] = queue.Queue()
+        self.use(kit)
+        for k in range(jobs):
+            self.free.put(work / f"lane-{k}")
+        self.pool = ThreadPoolExecutor(max_workers=jobs)
+
+    def use(self, kit: Kit) -> None:
+        """Grade with `kit` from now on (called between gradings, never during one)."""
+        self.kit = kit
+        for k in range(self.jobs):
+            kit.lane(self.work / f"lane-{k}")
+
+    def time_reference(self) -> dict:
+        return run_child(self.work / "lane-0", self.kit.assignment, "reference", self.env, self.hard_limit,
+                         task="time-reference")
+
+    def _grade(self, sub: Submission) -> Result:
+        lane = self.free.get()
+        try:
+            return grade_unit(self.kit, Unit(sub.student, sub.notebook.read_bytes()), lane, self.env, self.hard_limit)
+        finally:
+            self.free.put(lane)
+
+    def grade(self, submissions: list[Submission]) -> Iterator[Result]:
+        """Each submission's result, as the lanes finish them."""
+        for future in as_completed([self.pool.submit(self._grade, sub) for sub in submissions]):
+            yield future.result()
+
+    def stop(self) -> None:
+        """Interrupted: kill the grading children, drop what has not started."""
+        _stop_running_children()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        self.pool.shutdown()
 
 
 # --- merge, report ---------------------------------------------------------------------------------
@@ -466,7 +511,8 @@ def write_reports(rows: list[Row], options: Options, source: Path, max_score: fl
 def summary(rows: list[Row], options: Options, elapsed: float, problems: dict[str, list[str]] | None = None) -> str:
     counts = {status: sum(row.status == status for row in rows) for status in STATUSES}
     scores = [row.score for row in rows]
-    lines = [f"graded {len(rows)} submissions of {options.assignment} in {elapsed:.1f} s with {options.jobs} job(s)",
+    where = f"on the workers of {options.scheduler}" if options.scheduler else f"with {options.jobs} job(s)"
+    lines = [f"graded {len(rows)} submissions of {options.assignment} in {elapsed:.1f} s {where}",
              "  " + ", ".join(f"{status} {n}" for status, n in counts.items())]
     if rows:
         slowest = max(rows, key=lambda row: row.seconds)
@@ -639,20 +685,21 @@ def autograde(options: Options) -> list[Row]:
         settings = nbgrader_settings(options)
         roster = read_roster(options.roster) if options.roster else None  # a bad roster stops before any grading
         check_database(options.db)  # so does a gradebook database that cannot be reached
-        check_sandbox(options)
+        if not options.scheduler:  # a cluster's workers are checked instead (grading.cluster)
+            check_sandbox(options)
         folder = options.submissions
         if not folder.exists():
             raise ValueError(f"SUBMISSIONS {folder} does not exist")
         if folder.is_file():
             folder = unpack(folder, work / "unpacked")
-        _start_fork_server()  # it imports nbgrader while the template is built
+        if not options.scheduler:
+            _start_fork_server()  # it imports nbgrader while the template is built
         template, notebooks, code_cells = make_template(options, settings, work)
         if len(notebooks) != 1:
             raise ValueError(f"assignment {options.assignment} has {len(notebooks)} notebooks; this tool grades "
                              f"assignments of exactly one notebook")
         notebook_name = notebooks[0]
         submissions = collect(folder, notebook_name)
-        env = child_environment(work, options.memory_mb, options.sandbox)
         cell_timeout = settings["Execute"]["timeout"]
         hard_limit = 2 * cell_timeout * (code_cells + 2) + 120  # two runs, every cell at its limit, plus start-up
 
@@ -663,60 +710,48 @@ def autograde(options: Options) -> list[Row]:
         _remove_outputs(options.out, {row.student for row in done})
         journal.rewrite([previous[row.student] for row in done])
 
-        lanes: queue.Queue[Path] = queue.Queue()
-        # the assignment as any grading machine receives it; each lane is a course folder made from it
-        kit = pack_kit(template, options.assignment, notebook_name)
-        for k in range(options.jobs):
-            lanes.put(kit.lane(work / f"lane-{k}"))
-
         from nbgrader.api import Gradebook
 
         with Gradebook(f"sqlite:///{template / 'gradebook.db'}") as gb:
             max_score = gb.find_assignment(options.assignment).max_score
 
+        # the assignment as any grading machine receives it: this machine's lanes, or a cluster's workers
+        kit = pack_kit(template, options.assignment, notebook_name)
+        if options.scheduler:
+            from .cluster import Cluster
+
+            graders: Lanes | Cluster = Cluster(options.scheduler, kit, options.memory_mb, options.sandbox, hard_limit,
+                                                options.quiet)
+        else:
+            graders = Lanes(kit, work, options.jobs, child_environment(work, options.memory_mb, options.sandbox),
+                            hard_limit)
         if done and not options.quiet:
             print(f"{len(done)} of {len(submissions)} students already graded (kept from {journal.path}); "
                   f"grading {len(todo)}", file=sys.stderr)
         progress = Progress(len(todo), options.quiet)
-        stopping = threading.Event()
+        contents = dict((sub.student, content) for sub, content in todo)
 
-        def run(sub: Submission, content: str) -> Row:
-            if sub.status:  # missing or invalid: nothing to run
-                row = Row(sub.student, sub.status, 0.0, max_score, sub.detail)
-            else:
-                lane = lanes.get()
-                try:
-                    result = grade_unit(kit, Unit(sub.student, sub.notebook.read_bytes()), lane, env, hard_limit)
-                finally:
-                    lanes.put(lane)
-                row = Row(result.student, result.status, result.score, max_score, result.detail, result.seconds,
-                          cells=result.cells, mistakes=result.mistakes)
-                if stopping.is_set():
-                    return row  # stopped by the interruption: graded again next time
-                store(result, options.out)
-            row.submission_key = content
-            if not stopping.is_set():
-                journal.append(_record(row, key))
-            return row
+        def record(row: Row) -> None:
+            row.submission_key = contents[row.student]
+            journal.append(_record(row, key))  # the commit point: its files are in OUT already
+            rows.append(row)
+            progress.update(row)
 
         rows: list[Row] = []
-        pool = ThreadPoolExecutor(max_workers=options.jobs)
         try:
-            if any(not sub.status for sub, _ in todo):
+            for sub, _ in todo:
+                if sub.status:  # missing or invalid: nothing to run
+                    record(Row(sub.student, sub.status, 0.0, max_score, sub.detail))
+            gradable = [sub for sub, _ in todo if not sub.status]
+            if gradable:
                 # each cell's time limit, from the reference solution's time (a hang then costs seconds per cell)
-                limits = calibrate(options, work / "lane-0", env, hard_limit, key)
-                kit = kit.with_cell_limits(limits)
-                for k in range(options.jobs):
-                    kit.lane(work / f"lane-{k}")
-            futures = [pool.submit(run, sub, content) for sub, content in todo]
-            for future in as_completed(futures):
-                row = future.result()
-                rows.append(row)
-                progress.update(row)
+                graders.use(kit.with_cell_limits(calibrate(options, graders.time_reference, key)))
+            for result in graders.grade(gradable):
+                store(result, options.out)
+                record(Row(result.student, result.status, result.score, max_score, result.detail, result.seconds,
+                           cells=result.cells, mistakes=result.mistakes))
         except KeyboardInterrupt:
-            stopping.set()
-            _stop_running_children()
-            pool.shutdown(wait=True, cancel_futures=True)
+            graders.stop()
             recorded = journal.read()
             # grades.csv now has every student: the graded ones as recorded, the others `pending`
             write_csv([_row(recorded[sub.student]) if sub.student in recorded else
@@ -726,7 +761,8 @@ def autograde(options: Options) -> list[Row]:
                   f"{journal.path} (the others are `pending` in grades.csv); run the same command again to "
                   f"grade the rest", file=sys.stderr)
             raise
-        pool.shutdown()
+        finally:
+            graders.close()
         rows = sorted(done + rows, key=lambda row: row.student)
 
         db_url = options.db or f"sqlite:///{(options.out / 'gradebook.db').resolve()}"

@@ -161,9 +161,10 @@ def grade(assignment: str, submissions: Path, out: Path, *args: str,
     return read_grades(out)
 
 
-def grade_until(assignment: str, submissions: Path, out: Path, *args: str, until, timeout: float = 600,
+def grade_until(assignment: str, submissions: Path, out: Path, *args: str, until, then=None, timeout: float = 600,
                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Start the instructor's command and press Ctrl-C (SIGINT) as soon as `until()` is true.
+    """Start the instructor's command and press Ctrl-C (SIGINT) as soon as `until()` is true; with `then`,
+    call `then()` instead and let the command finish.
 
     The grader starts with SIGINT at its default action, as in a terminal: a test suite started in
     the background (`make test &` in a script) inherits SIGINT ignored, and so would the grader.
@@ -177,8 +178,11 @@ def grade_until(assignment: str, submissions: Path, out: Path, *args: str, until
         assert process.poll() is None, f"grading ended before the interruption:\n{process.communicate()[1][-3000:]}"
         assert time.monotonic() < deadline, "the moment to interrupt never came"
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
+    if then is None:
+        process.send_signal(signal.SIGINT)
+    else:
+        then()
+    stdout, stderr = process.communicate(timeout=120 if then is None else timeout)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
@@ -198,3 +202,100 @@ def points_of(assignment: str, ids) -> float:
 
 def as_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+class DaskCluster:
+    """A Dask scheduler and workers on 127.0.0.1, each started with the `dask` command line in a process group of
+    its own, as on the machines of a cluster (the README's commands): `kill(k)` is worker k's machine lost."""
+
+    def __init__(self, folder: Path, workers: int) -> None:
+        import socket
+
+        self.folder = folder
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{port}"
+        dask = str(Path(sys.executable).parent / "dask")
+        # each student is graded in a child process of a worker: Dask's worker processes must be allowed children
+        self.env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+        self.processes = [self._start("scheduler", [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                                    "--no-dashboard"])]
+        self.workers = [self._start(f"worker-{k}", [dask, "worker", self.address, "--nthreads", "1",
+                                                    "--no-dashboard", "--name", f"worker-{k}"]) for k in range(workers)]
+        self.processes += self.workers
+
+    def _start(self, name: str, command: list[str]) -> subprocess.Popen:
+        with (self.folder / f"{name}.log").open("w") as log:
+            return subprocess.Popen(command, cwd=self.folder, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until every worker still running has registered with the scheduler."""
+        deadline = time.monotonic() + timeout
+        for k, worker in enumerate(self.workers):
+            log = self.folder / f"worker-{k}.log"
+            while worker.poll() is None and "Registered to:" not in log.read_text():
+                assert time.monotonic() < deadline, f"worker {k} never joined:\n{log.read_text()[-2000:]}"
+                time.sleep(0.1)
+
+    def grading(self, k: int) -> tuple[str, list[int]] | None:
+        """(the student whose notebook runs in worker k now, the pids of the processes under the worker), or None."""
+        import re
+
+        import psutil
+
+        try:
+            below = psutil.Process(self.workers[k].pid).children(recursive=True)
+            for process in below:
+                # a run's folder is runs/STUDENT-graded-XXXXXXXX or -visible- (grading.execute, tempfile.mkdtemp)
+                found = re.search(r"/runs/(\S+?)-(?:graded|visible)-[a-z0-9_]{8}(?:\s|$)", " ".join(process.cmdline()))
+                if found:
+                    return found[1], [p.pid for p in below]
+        except psutil.Error:  # a process ended while we looked
+            pass
+        return None
+
+    def busy(self, skip: set[str] = frozenset()) -> tuple[int, str, list[int]] | None:
+        """(worker, student, pids under it) for a worker grading a student not in `skip`, or None."""
+        for k, worker in enumerate(self.workers):
+            now = self.grading(k) if worker.poll() is None else None
+            if now and now[0] not in skip:
+                return k, *now
+        return None
+
+    def wait_idle(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while self.busy():
+            assert time.monotonic() < deadline, "a worker is still grading"
+            time.sleep(0.2)
+
+    def kill(self, k: int) -> None:
+        """Worker k's machine is lost: SIGKILL to its whole process group, nothing of it is told."""
+        os.killpg(self.workers[k].pid, signal.SIGKILL)
+        self.workers[k].wait()
+
+    @staticmethod
+    def still_running(pids: list[int], within: float) -> list[str]:
+        """The processes of `pids` that have not ended (zombies count as ended) `within` seconds from now."""
+        import psutil
+
+        deadline = time.monotonic() + within
+        while True:
+            left = []
+            for pid in pids:
+                try:
+                    process = psutil.Process(pid)
+                    if process.status() != psutil.STATUS_ZOMBIE:
+                        left.append(f"{pid} {' '.join(process.cmdline())[:80]}")
+                except psutil.Error:
+                    pass
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -263,6 +263,113 @@ def test_grading_into_postgresql_gives_every_grade_of_the_sqlite_run(postgres_ur
     assert records[0] == records[1]
 
 
+# graded again on a Dask cluster: four students to grade (two each for the run that is interrupted and the one
+# that resumes), one whose kernel dies, and two with nothing to run
+ON_THE_CLUSTER = ("exits", "flipped", "partial-bias", "perfect", "untouched", "corrupt", "empty")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Dask scheduler and two workers on 127.0.0.1, each a process (group) of its own started with `dask`."""
+    cr.require_sandbox()
+    dask = cr.DaskCluster(tmp_path_factory.mktemp("cluster"), workers=2)
+    try:
+        yield dask
+    finally:
+        dask.close()
+
+
+def _some_of_the_class(graded, students, folder: Path) -> Path:
+    for student in students:
+        shutil.copytree(graded["base"] / "submissions" / student, folder / student)
+    return folder
+
+
+def _gradebook_rows(db_url: str, students) -> list[tuple]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(db_url)
+    with engine.connect() as connection:
+        rows = sorted((s, c, a, m, bool(n)) for s, c, a, m, n in connection.execute(sqlalchemy.text(GRADES_QUERY))
+                      if s in students)
+    engine.dispose()
+    return rows
+
+
+@ON_THE_CLASS
+def test_grading_on_a_dask_cluster_equals_the_local_run_through_an_interruption_and_a_lost_worker(cluster, graded):
+    base = graded["base"]
+    submissions = _some_of_the_class(graded, ON_THE_CLUSTER, base / "cluster-class")
+    out = base / "out-cluster"
+    out.mkdir()
+    # same assignment and settings as the local parallel run: its timing of the reference solution is reused
+    shutil.copyfile(base / "out-parallel" / "reference-times.json", out / "reference-times.json")
+    journal = out / "results.jsonl"
+    cluster.wait_ready()
+    args = ("--scheduler", cluster.address, *LIMITS)
+
+    # 1. the grader is stopped (Ctrl-C) as soon as one student is graded on the cluster
+    first = cr.grade_until(ASSIGNMENT, submissions, out, *args,
+                           until=lambda: journal.exists() and '"status": "graded"' in journal.read_text())
+    assert first.returncode == 130, first.stderr[-3000:]
+    kept = journal.read_text().splitlines()
+    recorded = {json.loads(line)["student"] for line in kept}
+    assert f"interrupted: {len(kept)} of {len(ON_THE_CLUSTER)} students are graded" in first.stderr
+    assert len(kept) < len(ON_THE_CLUSTER) - 1, "at least two students are left for the second run"
+    cluster.wait_idle()  # a unit already running when the grader stopped finishes on its worker, unrecorded
+
+    # 2. the same command again grades the rest; the first worker seen grading one of them is killed with its
+    # machine's every process: its student goes to the other worker
+    lost = {}
+
+    def a_worker_grades_a_new_student() -> bool:
+        lost["worker"] = cluster.busy(skip=recorded)
+        return lost["worker"] is not None
+
+    def lose_it() -> None:
+        worker, _, processes = lost["worker"]
+        cluster.kill(worker)
+        # nothing of the lost machine goes on grading: its grading child and kernels end with it
+        lost["left"] = cluster.still_running(processes, within=1.5)
+
+    second = cr.grade_until(ASSIGNMENT, submissions, out, *args, until=a_worker_grades_a_new_student, then=lose_it)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert not lost["left"], f"processes of the lost worker went on (grading child, kernel): {lost['left']}"
+    worker, student, _ = lost["worker"]
+    assert cluster.workers[worker].poll() is not None
+
+    # the grades of the uninterrupted local run, byte for byte, one row and one record per student
+    local = (base / "out-parallel" / "grades.csv").read_text().splitlines()
+    assert (out / "grades.csv").read_text().splitlines() == [local[0]] + [
+        line for line in local[1:] if line.split(",")[0] in ON_THE_CLUSTER]
+    lines = journal.read_text().splitlines()
+    assert lines[:len(kept)] == kept, "the students recorded before the interruption were not graded again"
+    assert sorted(json.loads(line)["student"] for line in lines) == sorted(ON_THE_CLUSTER), "each student once"
+    assert student in {json.loads(line)["student"] for line in lines[len(kept):]}
+    assert _gradebook_rows(f"sqlite:///{out / 'gradebook.db'}", ON_THE_CLUSTER) == _gradebook_rows(
+        f"sqlite:///{base / 'out-parallel' / 'gradebook.db'}", ON_THE_CLUSTER)
+    assert (out / "feedback" / student / f"{ASSIGNMENT}.html").exists()
+
+
+@ON_THE_CLASS
+def test_grading_on_a_dask_cluster_into_postgresql(postgres_url, cluster, graded):
+    students = ("flipped", "perfect", "corrupt")
+    base = graded["base"]
+    submissions = _some_of_the_class(graded, students, base / "cluster-postgres-class")
+    out = base / "out-cluster-postgres"
+    cluster.wait_ready()
+    # a new OUT: the reference solution is timed on a worker too
+    run = cr.grade_run(ASSIGNMENT, submissions, out, "--scheduler", cluster.address, *LIMITS, "--db", postgres_url)
+    assert "workers of tcp://127.0.0.1" in run.stdout
+    assert "seconds" in cr.as_json(out / "reference-times.json")["reference"]
+    in_sqlite = _gradebook_rows(f"sqlite:///{base / 'out-parallel' / 'gradebook.db'}", students)
+    assert len(in_sqlite) == 3 * 8, "every student has a grade for each of the 8 graded cells (0 when invalid)"
+    assert _gradebook_rows(postgres_url, students) == in_sqlite
+    local = (base / "out-parallel" / "grades.csv").read_text().splitlines()
+    assert (out / "grades.csv").read_text().splitlines() == [local[0]] + [
+        line for line in local[1:] if line.split(",")[0] in students]
+
+
 def test_grading_stops_before_grading_anyone_when_the_database_cannot_be_reached(tmp_path):
     submissions = tmp_path / "submissions"
     cr.write(submissions, "learner", ASSIGNMENT, cr.fill(cr.release(ASSIGNMENT), {}))
