@@ -102,7 +102,7 @@ def profile_one_student(folder: Path, work: Path) -> None:
 
     from grading import _one
     from grading.run import Options, child_environment, make_template, nbgrader_settings
-    from grading.sandbox import UID_VARIABLE, lane_uid
+    from grading.sandbox import SOCKETS, UID_VARIABLE, WARM_SOCKET, lane_uid, stop_warm_servers, warm_server
     from grading.unit import Unit, pack_kit, put_submission
 
     options = Options(ASSIGNMENT, folder, work / "out", source=ROOT / "solutions", config=ROOT / "nbgrader_config.py")
@@ -112,10 +112,18 @@ def profile_one_student(folder: Path, work: Path) -> None:
     student = sorted(p.name for p in folder.iterdir() if p.name.endswith("perfect"))[0]
     put_submission(kit, Unit(student, (folder / student / name).read_bytes()), lane)
     env = child_environment(work, 4096, True)
+    uid = lane_uid(0, int(env["GRADING_SANDBOX_UIDS"]))
+    env[UID_VARIABLE] = str(uid)
+    # as grading.run.run_child does: the lane's warm kernel server, started once per lane (not per student)
+    started = time.perf_counter()
+    warm = warm_server(lane, uid, 4096, env)
+    warm_seconds = time.perf_counter() - started
+    if warm:
+        env[WARM_SOCKET], env[SOCKETS] = warm, os.path.dirname(warm)
     spent: dict[str, float] = {}
     client = nbclient.client.NotebookClient
     for owner, method, label in [
-        (client, "start_new_kernel", "start a kernel (sandbox, process)"),
+        (client, "start_new_kernel", "start a kernel (forked from the warm server)"),
         (client, "start_new_kernel_client", "wait for the kernel's first reply"),
         (client, "execute_cell", "run the notebook's cells"),
         (client, "_cleanup_kernel", "shut the kernel down"),
@@ -126,7 +134,6 @@ def profile_one_student(folder: Path, work: Path) -> None:
 
     saved, cwd = dict(os.environ), os.getcwd()
     os.environ.update(env)
-    os.environ[UID_VARIABLE] = str(lane_uid(0, int(env["GRADING_SANDBOX_UIDS"])))
     os.chdir(lane)
     quiet = os.open(work / "kernels.log", os.O_WRONLY | os.O_CREAT)  # the kernels' own messages
     sys.stdout.flush()
@@ -143,12 +150,16 @@ def profile_one_student(folder: Path, work: Path) -> None:
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(saved)
-    kernel = sum(spent.get(k, 0.0) for k in ("start a kernel (sandbox, process)", "wait for the kernel's first reply",
-                                             "run the notebook's cells", "shut the kernel down"))
+        stop_warm_servers()
+    kernel = sum(spent.get(k, 0.0) for k in ("start a kernel (forked from the warm server)",
+                                             "wait for the kernel's first reply", "run the notebook's cells",
+                                             "shut the kernel down"))
     print(f"\none student ({student}, {outcome['status']}, {outcome.get('score')}/{outcome.get('max_score')}), "
           f"graded in {total:.2f} s by grading._one.grade (sandbox on; kernels are started twice, one per run):")
-    for label in ("start a kernel (sandbox, process)", "wait for the kernel's first reply", "run the notebook's cells",
-                  "shut the kernel down"):
+    print(f"  {'(once per lane: its warm kernel server ready)':52s} {warm_seconds:6.2f} s"
+          + ("" if warm else " (none: kernels start cold)"))
+    for label in ("start a kernel (forked from the warm server)", "wait for the kernel's first reply",
+                  "run the notebook's cells", "shut the kernel down"):
         print(f"  {label:52s} {spent.get(label, 0.0):6.2f} s")
     print(f"  {'the rest of nbgrader autograde (preprocessors, copies, gradebook)':52s} "
           f"{spent.get('autograde', 0.0) - kernel:6.2f} s")

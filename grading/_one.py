@@ -189,9 +189,11 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         os.dup2(fd, 2)
         os.environ.clear()
         os.environ.update(env)  # the kernels' launcher reads it (grading.sandbox)
-        from .sandbox import SOCKETS, sockets_folder
+        from .sandbox import SOCKETS, WARM_SOCKET, sockets_folder
 
-        os.environ[SOCKETS] = str(sockets_folder(os.getpid()))
+        # the kernels' sockets: in the lane's warm server's folder (bound into its sandbox), or in one of our own
+        warm = os.environ.get(WARM_SOCKET)
+        os.environ[SOCKETS] = os.path.dirname(warm) if warm else str(sockets_folder(os.getpid()))
         os.chdir(lane)
         logging.disable(logging.WARNING)
         try:
@@ -205,9 +207,9 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         partial.write_text(json.dumps(outcome))
         os.replace(partial, result)  # the parent sees a whole result or none
     finally:
-        from .sandbox import SOCKETS
+        from .sandbox import sockets_folder
 
-        shutil.rmtree(os.environ.get(SOCKETS, "/nonexistent"), ignore_errors=True)  # our kernels' sockets
+        shutil.rmtree(sockets_folder(os.getpid()), ignore_errors=True)  # our kernels' sockets, if they were ours
         os._exit(0)  # skip interpreter shutdown: threads left by jupyter_client must not keep the child alive
 
 

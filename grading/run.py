@@ -87,6 +87,7 @@ def nbgrader_settings(options: Options) -> dict:
 
 
 UIDS = "GRADING_SANDBOX_UIDS"
+KERNELS = "GRADING_KERNELS"
 
 
 def child_environment(work: Path, memory_mb: int, sandbox: bool) -> dict[str, str]:
@@ -99,6 +100,7 @@ def child_environment(work: Path, memory_mb: int, sandbox: bool) -> dict[str, st
     env = dict(os.environ)
     env.update({
         UIDS: str(run_uids()),  # the first of this run's users for the kernels (grading.sandbox.run_uids)
+        KERNELS: json.dumps({"memory_mb": memory_mb, "sandbox": sandbox}),  # for each lane's warm kernel server
         "JUPYTER_PATH": str(work / "jupyter"),  # our python3 kernelspec comes first
         "IPYTHONDIR": str(work / "ipython"),  # no personal startup files
         "MPLBACKEND": "Agg",
@@ -209,10 +211,16 @@ def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], ha
               task: str = "grade") -> dict:
     """Run `grading._one.child` for one task in a forked child of its own; its outcome, or why there is none."""
     from . import _one
-    from .sandbox import UID_VARIABLE, lane_uid
+    from .sandbox import UID_VARIABLE, WARM_SOCKET, lane_uid, warm_server
 
     # the lane's kernels run as its user, in the block of users drawn for this run (child_environment)
-    env = {**env, UID_VARIABLE: str(lane_uid(int(lane.name.rsplit("-", 1)[1]), int(env[UIDS])))}
+    uid = lane_uid(int(lane.name.rsplit("-", 1)[1]), int(env[UIDS]))
+    env = {**env, UID_VARIABLE: str(uid)}
+    kernels = json.loads(env[KERNELS])
+    if kernels["sandbox"]:  # forked from the lane's warm server, when there is one (grading._warm)
+        warm = warm_server(lane, uid, kernels["memory_mb"], env)
+        if warm:
+            env[WARM_SOCKET] = warm
     result = lane / "result.json"
     result.unlink(missing_ok=True)
     process = _forks().Process(target=_one.child, args=(str(lane), assignment, student, env, str(result), task),
@@ -333,7 +341,10 @@ class Lanes:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
+        from .sandbox import stop_warm_servers
+
         self.pool.shutdown()
+        stop_warm_servers()
 
 
 # --- merge, report ---------------------------------------------------------------------------------

@@ -28,11 +28,17 @@ the same kernel with the same limits and nothing else.
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from functools import cache
 from pathlib import Path
 
@@ -126,7 +132,8 @@ def _top_link(path: str) -> bool:
     return os.path.islink(path) and path.count("/") == 1  # /bin -> usr/bin on a merged-/usr system
 
 
-def bwrap_command(cwd: str, connection_folder: str, env: dict[str, str], as_root: bool) -> list[str]:
+def bwrap_command(cwd: str, connection_folder: str, env: dict[str, str], as_root: bool,
+                  capabilities: tuple[str, ...] = ("CAP_SETUID", "CAP_SETGID")) -> list[str]:
     """The bubblewrap command line that runs a program in a fresh in-memory `cwd`, seeing only what it needs.
 
     As root, bwrap makes the namespaces itself and the program starts as root inside them, with only the
@@ -140,7 +147,8 @@ def bwrap_command(cwd: str, connection_folder: str, env: dict[str, str], as_root
     # no --new-session: the kernel stays in the grading child's process group, so that the grader's hard limit
     # (a signal to the group) reaches it; it has no terminal to push keystrokes into
     if as_root:
-        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        for capability in capabilities:
+            args += ["--cap-add", capability]
     else:
         args += ["--unshare-user", "--disable-userns"]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp"]
@@ -200,11 +208,138 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-f", dest="connection_file", required=True)
     options, kernel_arguments = parser.parse_known_args(argv)  # the rest is ipykernel's (nbclient adds some)
     connection_file = os.path.realpath(options.connection_file)
+    warm = os.environ.get(WARM_SOCKET)
+    if options.mode == "bwrap" and warm and os.getuid() == 0:
+        code = warm_kernel(warm, connection_file, kernel_arguments, dict(os.environ))
+        if code is not None:
+            sys.exit(code)
+        # no warm server answered (it could not start, or died): a kernel started by bubblewrap alone
     argv, env = command(os.getcwd(), connection_file, options.memory_mb, options.mode == "bwrap", dict(os.environ))
     argv += ["-f", connection_file, *kernel_arguments]
     if env is None:
         os.execv(argv[0], argv)
     os.execve(argv[0], argv, env)
+
+
+# --- warm kernels (grading._warm) ------------------------------------------------------------------------
+
+WARM_SOCKET = "GRADING_WARM_SOCKET"  # set by grading.run for a lane's grading child: its lane's warm server
+WARM_FOLDER = "/home/learner"  # the working folder of a kernel forked by a warm server (grading._warm.WORK)
+WARM_STASH = "/run/grading-warm"  # the lane's connection folders, seen by the warm server (grading._warm.STASH)
+
+
+def warm_kernel(path: str, connection_file: str, kernel_arguments: list[str], source_env: dict[str, str]
+                ) -> int | None:
+    """Ask the lane's warm server (grading._warm) for a kernel; wait for it to end and return its exit status.
+
+    None if no server answered before a kernel was started (the caller then starts one with bubblewrap). This
+    launcher process stands for the kernel: when it is killed, the server kills the kernel.
+    """
+    uid = int(source_env.get(UID_VARIABLE, LANE_UID_BASE))
+    folder = os.path.dirname(connection_file)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(path)
+        for target in (folder, connection_file):
+            os.chown(target, uid, uid)
+        request = {"env": environment(source_env), "connection_file": connection_file,
+                   "argv": ["-f", connection_file, *kernel_arguments]}
+        socket.send_fds(connection, [json.dumps(request).encode()], [0, 1, 2])
+        reader = connection.makefile("r")
+        started = reader.readline()
+    except OSError:
+        return None
+    if not started.startswith("started"):
+        if started.startswith("error"):
+            print(f"grading.sandbox: the warm kernel server could not start a kernel: {started.strip()}",
+                  file=sys.stderr)
+        return None
+    ended = reader.readline()  # until the kernel ends (or this process is killed, and the kernel with it)
+    if ended.startswith("exit "):
+        return int(ended.split()[1]) & 0xFF
+    print(f"grading.sandbox: the warm kernel server ended the kernel: {ended.strip() or 'no status'}", file=sys.stderr)
+    return 1
+
+
+class WarmServer:
+    """A lane's warm kernel server, running in the lane's sandbox as root (grading._warm); the grader's side."""
+
+    def __init__(self, uid: int, memory_mb: int, source_env: dict[str, str], log: Path) -> None:
+        import grading._warm as warm
+
+        self.folder = Path(tempfile.mkdtemp(prefix="grading-warm-"))
+        os.chmod(self.folder, 0o711)  # kernels reach their own connection folder in it, and list nothing
+        self.socket = str(self.folder / "server.sock")
+        argv = bwrap_command(WARM_FOLDER, str(self.folder), environment(source_env), as_root=True,
+                             capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_SYS_ADMIN"))
+        argv += ["--perms", "0700", "--dir", WARM_STASH, "--bind", str(self.folder), WARM_STASH]
+        argv += [sys.executable, "-c", Path(warm.__file__).read_text(), self.socket, str(uid),
+                 json.dumps(limits(memory_mb)), WARM_FOLDER, WARM_STASH]
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                            start_new_session=True)
+
+    def ready(self, timeout: float = 60) -> bool:
+        """Wait until the server listens (its imports done); False if it ended instead."""
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.socket):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_WARM: dict[str, WarmServer] = {}
+_COLD: set[str] = set()  # lanes whose warm server could not start
+_WARM_LOCK = threading.Lock()
+
+
+def warm_server(lane: Path, uid: int, memory_mb: int, source_env: dict[str, str]) -> str | None:
+    """The socket of `lane`'s warm kernel server, started if it is not running; None where there is none (a grader
+    that is not root: its kernels are started by bubblewrap alone)."""
+    if os.getuid() != 0:
+        return None
+    key = str(lane)
+    log = lane / "warm-server.log"
+    with _WARM_LOCK:
+        if key in _COLD:  # it failed once: not tried again in this run (each try could cost a minute)
+            return None
+        server = _WARM.get(key)
+        if server is not None and not server.alive():  # it died (killed, out of memory): a new one
+            server.stop()
+            server = None
+        if server is None:
+            server = _WARM[key] = WarmServer(uid, memory_mb, source_env, log)
+    if server.ready():
+        return server.socket
+    with _WARM_LOCK:
+        _COLD.add(key)
+    said = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+    print(f"WARNING: the warm kernel server of {lane.name} did not start ({said[0][:200] if said else 'no message'}); "
+          f"its kernels start cold, as isolated but slower", file=sys.stderr)
+    server.stop()
+    return None
+
+
+def stop_warm_servers() -> None:
+    with _WARM_LOCK:
+        for server in _WARM.values():
+            server.stop()
+        _WARM.clear()
+
+
+atexit.register(stop_warm_servers)
 
 
 # --- the grader's side --------------------------------------------------------------------------------

@@ -93,6 +93,11 @@ if "grading.sandbox" in sys.orig_argv:
             os._exit(1)
 '''
 
+WHICH_KERNEL = '''
+import os as _os, sys as _sys
+print("KERNEL:", "torch already imported" if "torch" in _sys.modules else "torch not imported", "in", _os.getcwd())
+'''
+
 # student -> (expected score, expected status)
 EXPECTED = {
     "perfect": (11, "graded"),
@@ -126,7 +131,8 @@ def build_class(folder: Path) -> None:
     bias_only = {"answer-bias": answers["answer-bias"]}
     cr.write(folder, "perfect", ASSIGNMENT, cr.fill(release, answers))
     cr.write(folder, "untouched", ASSIGNMENT, release)
-    cr.write(folder, "partial-bias", ASSIGNMENT, cr.fill(release, bias_only))
+    # its answer also says how its kernel started: forked from the lane's warm server, PyTorch already imported
+    cr.write(folder, "partial-bias", ASSIGNMENT, cr.fill(release, {"answer-bias": WHICH_KERNEL + answers["answer-bias"]}))
     cr.write(folder, "partial-stride-one", ASSIGNMENT,
              cr.fill(release, {**bias_only, "answer-weight": STRIDE_ONE_ONLY}))
     edited = cr.fill(release, bias_only)
@@ -200,6 +206,18 @@ def test_grading_class_gets_expected_scores_and_statuses(graded):
     got = {student: (float(row["score"]), row["status"]) for student, row in rows.items()}
     assert got == {student: (float(s), status) for student, (s, status) in EXPECTED.items()}
     assert {row["max_score"] for row in rows.values()} == {"11"}
+
+
+@ON_THE_CLASS
+def test_grading_forks_every_kernel_from_a_warm_server(graded):
+    # a root grader's kernels are forked from its lane's warm kernel server (grading._warm), PyTorch imported there
+    # once, each kernel in a working folder of its own; graded with --no-sandbox (test_sandbox.py) they start cold
+    nb = json.loads((graded["base"] / "out-parallel" / "autograded" / "partial-bias" / f"{ASSIGNMENT}.ipynb").read_text())
+    printed = [line for cell in nb["cells"] if cell["cell_type"] == "code" for output in cell.get("outputs", [])
+               for line in "".join(output.get("text", "")).splitlines() if line.startswith("KERNEL:")]
+    expected = "KERNEL: torch already imported in /home/learner" if os.getuid() == 0 else \
+        "KERNEL: torch not imported in"
+    assert len(printed) == 1 and printed[0].startswith(expected), printed
 
 
 @ON_THE_CLASS
