@@ -235,6 +235,10 @@ def warm_kernel(path: str, connection_file: str, kernel_arguments: list[str], so
     None if no server answered before a kernel was started (the caller then starts one with bubblewrap). This
     launcher process stands for the kernel: when it is killed, the server kills the kernel.
     """
+    import ctypes
+
+    # this launcher ends with the grading process that started it (and then, the server kills the kernel)
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     uid = int(source_env.get(UID_VARIABLE, LANE_UID_BASE))
     folder = os.path.dirname(connection_file)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

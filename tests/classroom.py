@@ -248,11 +248,13 @@ class DaskCluster:
         try:
             below = psutil.Process(self.workers[k].pid).children(recursive=True)
             for process in below:
-                # a run's folder is runs/STUDENT-graded-XXXXXXXX or -visible- (grading.execute, tempfile.mkdtemp)
-                found = re.search(r"/runs/(\S+?)-(?:graded|visible)-[a-z0-9_]{8}(?:\s|$)", " ".join(process.cmdline()))
-                if found:
-                    return found[1], [p.pid for p in below]
-        except psutil.Error:  # a process ended while we looked
+                # a kernel's launcher runs in the run's folder, runs/STUDENT-graded-XXXXXXXX or -visible-
+                # (grading.execute, tempfile.mkdtemp)
+                with contextlib.suppress(psutil.Error):  # a process that ended while we looked
+                    found = re.search(r"/runs/(\S+)-(?:graded|visible)-[a-z0-9_]{8}$", process.cwd())
+                    if found:
+                        return found[1], [p.pid for p in below]
+        except psutil.Error:  # the worker itself is gone
             pass
         return None
 
