@@ -207,20 +207,34 @@ def _stop_running_children() -> None:
                 pass
 
 
-def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], hard_limit: float,
-              task: str = "grade") -> dict:
-    """Run `grading._one.child` for one task in a forked child of its own; its outcome, or why there is none."""
-    from . import _one
+def lane_environment(lane: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` (child_environment) for the grading children of `lane`: the lane's user for its kernels, and its warm
+    kernel server (grading._warm), started if it is not running yet."""
     from .sandbox import UID_VARIABLE, WARM_SOCKET, lane_uid, warm_server
 
     # the lane's kernels run as its user, in the block of users drawn for this run (child_environment)
     uid = lane_uid(int(lane.name.rsplit("-", 1)[1]), int(env[UIDS]))
     env = {**env, UID_VARIABLE: str(uid)}
     kernels = json.loads(env[KERNELS])
-    if kernels["sandbox"]:  # forked from the lane's warm server, when there is one (grading._warm)
+    if kernels["sandbox"]:  # forked from the lane's warm server, when there is one
         warm = warm_server(lane, uid, kernels["memory_mb"], env)
         if warm:
             env[WARM_SOCKET] = warm
+    return env
+
+
+def start_lanes(lanes: list[Path], env: dict[str, str]) -> None:
+    """Start the lanes' warm kernel servers in the background (each imports PyTorch, about a second)."""
+    for lane in lanes:
+        threading.Thread(target=lane_environment, args=(lane, env), daemon=True).start()
+
+
+def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], hard_limit: float,
+              task: str = "grade") -> dict:
+    """Run `grading._one.child` for one task in a forked child of its own; its outcome, or why there is none."""
+    from . import _one
+
+    env = lane_environment(lane, env)
     result = lane / "result.json"
     result.unlink(missing_ok=True)
     process = _forks().Process(target=_one.child, args=(str(lane), assignment, student, env, str(result), task),
@@ -703,8 +717,11 @@ def autograde(options: Options) -> list[Row]:
             raise ValueError(f"SUBMISSIONS {folder} does not exist")
         if folder.is_file():
             folder = unpack(folder, work / "unpacked")
+        env = None
         if not options.scheduler:
             _start_fork_server()  # it imports nbgrader while the template is built
+            env = child_environment(work, options.memory_mb, options.sandbox)
+            start_lanes([work / f"lane-{k}" for k in range(options.jobs)], env)  # and the lanes' kernel servers start
         template, notebooks, code_cells = make_template(options, settings, work)
         if len(notebooks) != 1:
             raise ValueError(f"assignment {options.assignment} has {len(notebooks)} notebooks; this tool grades "
@@ -734,8 +751,7 @@ def autograde(options: Options) -> list[Row]:
             graders: Lanes | Cluster = Cluster(options.scheduler, kit, options.memory_mb, options.sandbox, hard_limit,
                                                 options.quiet)
         else:
-            graders = Lanes(kit, work, options.jobs, child_environment(work, options.memory_mb, options.sandbox),
-                            hard_limit)
+            graders = Lanes(kit, work, options.jobs, env, hard_limit)
         if done and not options.quiet:
             print(f"{len(done)} of {len(submissions)} students already graded (kept from {journal.path}); "
                   f"grading {len(todo)}", file=sys.stderr)

@@ -315,7 +315,7 @@ def warm_server(lane: Path, uid: int, memory_mb: int, source_env: dict[str, str]
     if os.getuid() != 0:
         return None
     key = str(lane)
-    log = lane / "warm-server.log"
+    log = lane.parent / f"{lane.name}-warm-server.log"  # beside the lane, which is made again for a new kit
     with _WARM_LOCK:
         if key in _COLD:  # it failed once: not tried again in this run (each try could cost a minute)
             return None

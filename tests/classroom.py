@@ -297,7 +297,12 @@ class DaskCluster:
             time.sleep(0.05)
 
     def close(self) -> None:
+        """Stop the workers, then the scheduler, as `dask` stops on SIGTERM (the workers clean up what they made)."""
         for process in reversed(self.processes):
             with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+                process.wait()
