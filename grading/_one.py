@@ -189,7 +189,9 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         os.dup2(fd, 2)
         os.environ.clear()
         os.environ.update(env)  # the kernels' launcher reads it (grading.sandbox)
-        from .sandbox import SOCKETS, WARM_SOCKET, sockets_folder
+        from .sandbox import PARENT_VARIABLE, SOCKETS, WARM_SOCKET, sockets_folder
+
+        os.environ[PARENT_VARIABLE] = str(os.getpid())
 
         # the kernels' sockets: in the lane's warm server's folder (bound into its sandbox), or in one of our own
         warm = os.environ.get(WARM_SOCKET)

@@ -56,6 +56,7 @@ LANES_PER_RUN = 1024
 # kernel imports exactly the convlib the grader found (the repository's own when the grader runs from one,
 # else the installed one), and never sees the folder around it (solutions/ sits beside convlib/).
 LIBRARY = "/opt/course"
+PARENT_VARIABLE = "GRADING_PROCESS"  # the pid of the grading process (grading._one) that starts the kernels
 UID_VARIABLE = "GRADING_SANDBOX_UID"  # set by grading._one for its lane: the uid the lane's kernels run as
 # The only variables of the grader's that reach the kernel: they choose numeric kernels (how a machine
 # computes, never what it may read), so that grading can be run as another processor would.
@@ -110,7 +111,7 @@ def environment(source: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _convlib_folder() -> str | None:
+def convlib_folder() -> str | None:
     import importlib.util
 
     spec = importlib.util.find_spec("convlib")
@@ -155,7 +156,7 @@ def bwrap_command(cwd: str, connection_folder: str, env: dict[str, str], as_root
     binds = [("--ro-bind", path) for path in SYSTEM if os.path.exists(path) and not _top_link(path)]
     binds += [("--ro-bind", path) for path in read_only_paths() if not path.startswith("/usr/")]
     binds += [("--bind", connection_folder)]
-    convlib = _convlib_folder()
+    convlib = convlib_folder()
     made = {"/", "/tmp"}
     for path in [path for _, path in binds] + [cwd, f"{LIBRARY}/convlib"]:
         # the folders above each bound path: bwrap would make them 0700, and the kernel's user must pass through
@@ -207,6 +208,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=("bwrap", "none"), required=True)
     parser.add_argument("-f", dest="connection_file", required=True)
     options, kernel_arguments = parser.parse_known_args(argv)  # the rest is ipykernel's (nbclient adds some)
+    # this launcher, and the kernel it stands for, end with the grading process that started it: a kernel
+    # started after that process is gone (its worker lost, its hard limit hit) would wait for a client forever
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, kept through exec(bwrap)
+    parent = os.environ.get(PARENT_VARIABLE)
+    if parent and os.getppid() != int(parent):
+        sys.exit("grading.sandbox: the grading process that asked for this kernel is gone")
     connection_file = os.path.realpath(options.connection_file)
     warm = os.environ.get(WARM_SOCKET)
     if options.mode == "bwrap" and warm and os.getuid() == 0:
@@ -235,10 +244,6 @@ def warm_kernel(path: str, connection_file: str, kernel_arguments: list[str], so
     None if no server answered before a kernel was started (the caller then starts one with bubblewrap). This
     launcher process stands for the kernel: when it is killed, the server kills the kernel.
     """
-    import ctypes
-
-    # this launcher ends with the grading process that started it (and then, the server kills the kernel)
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     uid = int(source_env.get(UID_VARIABLE, LANE_UID_BASE))
     folder = os.path.dirname(connection_file)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -239,8 +239,9 @@ class DaskCluster:
                 assert time.monotonic() < deadline, f"worker {k} never joined:\n{log.read_text()[-2000:]}"
                 time.sleep(0.1)
 
-    def grading(self, k: int) -> tuple[str, list[int]] | None:
-        """(the student whose notebook runs in worker k now, the pids of the processes under the worker), or None."""
+    def grading(self, k: int) -> tuple[str, list[int], Path] | None:
+        """(the student whose notebook runs in worker k now, the pids of the processes under the worker, the lane
+        folder it is graded in), or None."""
         import re
 
         import psutil
@@ -251,15 +252,16 @@ class DaskCluster:
                 # a kernel's launcher runs in the run's folder, runs/STUDENT-graded-XXXXXXXX or -visible-
                 # (grading.execute, tempfile.mkdtemp)
                 with contextlib.suppress(psutil.Error):  # a process that ended while we looked
-                    found = re.search(r"/runs/(\S+)-(?:graded|visible)-[a-z0-9_]{8}$", process.cwd())
+                    folder = process.cwd()
+                    found = re.search(r"/runs/(\S+)-(?:graded|visible)-[a-z0-9_]{8}$", folder)
                     if found:
-                        return found[1], [p.pid for p in below]
+                        return found[1], [p.pid for p in below], Path(folder).parents[1]
         except psutil.Error:  # the worker itself is gone
             pass
         return None
 
-    def busy(self, skip: set[str] = frozenset()) -> tuple[int, str, list[int]] | None:
-        """(worker, student, pids under it) for a worker grading a student not in `skip`, or None."""
+    def busy(self, skip: set[str] = frozenset()) -> tuple[int, str, list[int], Path] | None:
+        """(worker, student, pids under it, lane) for a worker grading a student not in `skip`, or None."""
         for k, worker in enumerate(self.workers):
             now = self.grading(k) if worker.poll() is None else None
             if now and now[0] not in skip:
@@ -289,7 +291,9 @@ class DaskCluster:
                 try:
                     process = psutil.Process(pid)
                     if process.status() != psutil.STATUS_ZOMBIE:
-                        left.append(f"{pid} {' '.join(process.cmdline())[:80]}")
+                        command = " ".join(process.cmdline())
+                        kind = "a warm kernel server" if "CAP_SYS_ADMIN" in command else command[-120:]
+                        left.append(f"{pid} ({process.status()}, parent {process.ppid()}): {command[:30]}, {kind}")
                 except psutil.Error:
                     pass
             if not left or time.monotonic() > deadline:
