@@ -442,6 +442,13 @@ def write_csv(rows: list[Row], path: Path) -> None:
             writer.writerow([row.student, _number(row.score), _number(row.max_score), row.status, row.detail])
 
 
+def _import_matplotlib() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
 def write_histogram(rows: list[Row], max_score: float, path: Path, assignment: str) -> None:
     import matplotlib
 
@@ -773,6 +780,8 @@ def autograde(options: Options) -> list[Row]:
             if gradable:
                 # each cell's time limit, from the reference solution's time (a hang then costs seconds per cell)
                 graders.use(kit.with_cell_limits(calibrate(options, graders.time_reference, key)))
+            # the histogram's library, imported while the class is graded rather than after it (half a second)
+            threading.Thread(target=_import_matplotlib, daemon=True).start()
             for result in graders.grade(gradable):
                 store(result, options.out)
                 record(Row(result.student, result.status, result.score, max_score, result.detail, result.seconds,
