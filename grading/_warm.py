@@ -19,12 +19,13 @@ server, which runs as root in a PID namespace the kernel cannot see. This file r
 the sandbox, where only the standard library and the course's environment are importable: it imports
 nothing of `grading`.
 
-    python -c SOURCE SOCKET UID LIMITS_JSON WORKING_FOLDER STASH
+    python -c SOURCE SOCKET UID LIMITS_JSON WORKING_FOLDER STASH OLD
 """
 
 import ctypes
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -33,12 +34,14 @@ import sys
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x4000000, 0x8000000, 0x20000000, \
     0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 0x1000, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = \
+    1, 2, 4, 8, 0x20, 0x1000, 0x4000, 0x40000
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
 WORK = sys.argv[4] if len(sys.argv) > 4 else "/home/learner"  # the kernel's working folder (in memory, its own)
 # the lane's connection folders, bound here too: each kernel's own is bound back into its fresh /tmp from here
 STASH = sys.argv[5] if len(sys.argv) > 5 else "/run/grading-warm"
 MNT_DETACH = 2
+OLD = sys.argv[6] if len(sys.argv) > 6 else "/run/grading-old"  # where a folder's old mounts are while it is renewed
 TMP_BYTES = 512 * 2**20
 # what every grading kernel imports: the course's libraries, and what ipykernel imports as it starts
 PRELOAD = ("numpy", "torch", "torch.nn.functional", "convlib", "convlib.checks", "ipykernel.kernelapp",
@@ -96,16 +99,46 @@ def _kernel(uid: int, limits: dict, request: dict, fds: list[int]) -> None:
     os._exit(0)
 
 
+def _mounts() -> list[tuple[str, bool]]:
+    """(mount point, read-only) of every mount this process sees, from /proc/self/mountinfo."""
+    found = []
+    with open("/proc/self/mountinfo") as table:
+        for line in table:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # \040 is a space
+            found.append((point, "ro" in fields[5].split(",")))
+    return found
+
+
+def _fresh(target: str, skip: str) -> None:
+    """An empty in-memory `target`, keeping what the sandbox bound below it (the course's environment can live under
+    /tmp, as in a fresh clone there), read-only where it was, but nothing at or below `skip`."""
+    below = sorted((point, readonly) for point, readonly in _mounts()
+                   if point.startswith(target + "/") and not (point == skip or point.startswith(skip + "/")))
+    if below:
+        _mount(target, OLD, None, MS_BIND | MS_REC)
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMP_BYTES},mode=1777")
+    for point, readonly in below:  # sorted: a folder before what is bound below it
+        inside = os.path.relpath(point, target)
+        os.makedirs(point, mode=0o755, exist_ok=True)
+        _mount(os.path.join(OLD, inside), point, None, MS_BIND)
+        if readonly:
+            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    if below:
+        _check(libc.umount2(OLD.encode(), MNT_DETACH), f"umount {OLD}")
+
+
 def _first_process(uid: int, limits: dict, request: dict, fds: list[int]) -> None:
     """PID 1 of the kernel's namespaces: fresh mounts, then the kernel; exits with the kernel's status."""
     try:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        folder = os.path.dirname(request["connection_file"])
+        lane = os.path.dirname(folder)  # the lane's connection folders: the kernel gets its own, below
         for target in ("/tmp", "/dev/shm", WORK):
             if os.path.isdir(target):
-                _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMP_BYTES},mode=1777")
+                _fresh(target, skip=lane)
         # the kernel's connection folder (it was under the /tmp just replaced), and nothing else of the lane's
-        folder = os.path.dirname(request["connection_file"])
         os.makedirs(folder, mode=0o755)
         _mount(os.path.join(STASH, os.path.basename(folder)), folder, None, MS_BIND)
         _check(libc.umount2(STASH.encode(), MNT_DETACH), f"umount {STASH}")

@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
 WARM_SOCKET = "GRADING_WARM_SOCKET"  # set by grading.run for a lane's grading child: its lane's warm server
 WARM_FOLDER = "/home/learner"  # the working folder of a kernel forked by a warm server (grading._warm.WORK)
 WARM_STASH = "/run/grading-warm"  # the lane's connection folders, seen by the warm server (grading._warm.STASH)
+WARM_OLD = "/run/grading-old"  # a folder's mounts while a kernel's namespaces renew it (grading._warm.OLD)
 
 
 def warm_kernel(path: str, connection_file: str, kernel_arguments: list[str], source_env: dict[str, str]
@@ -281,9 +282,10 @@ class WarmServer:
         self.socket = str(self.folder / "server.sock")
         argv = bwrap_command(WARM_FOLDER, str(self.folder), environment(source_env), as_root=True,
                              capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_SYS_ADMIN"))
-        argv += ["--perms", "0700", "--dir", WARM_STASH, "--bind", str(self.folder), WARM_STASH]
+        argv += ["--perms", "0700", "--dir", WARM_STASH, "--bind", str(self.folder), WARM_STASH,
+                 "--perms", "0700", "--dir", WARM_OLD]
         argv += [sys.executable, "-c", Path(warm.__file__).read_text(), self.socket, str(uid),
-                 json.dumps(limits(memory_mb)), WARM_FOLDER, WARM_STASH]
+                 json.dumps(limits(memory_mb)), WARM_FOLDER, WARM_STASH, WARM_OLD]
         with log.open("ab") as output:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                                             start_new_session=True)
