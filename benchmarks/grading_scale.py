@@ -34,18 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 import classroom as cr  # noqa: E402
+from grading_vs_nbgrader import build_class  # noqa: E402  the same synthetic class (this folder is on sys.path)
 
 ASSIGNMENT = "ps03-kernel-gradients"
 TIMES = "reference-times.json"
-
-
-def build_class(folder: Path, students: int) -> None:
-    release, answers = cr.release(ASSIGNMENT), cr.solution_sources(ASSIGNMENT)
-    first = next(iter(answers))
-    kinds = [("perfect", answers), ("partial", {first: answers[first]}), ("untouched", {})]
-    for i in range(students):
-        kind, chosen = kinds[i % len(kinds)]
-        cr.write(folder, f"s{i:05d}-{kind}", ASSIGNMENT, cr.fill(release, chosen))
 
 
 def grade(submissions: Path, out: Path, times: Path | None, *args: str) -> float:
