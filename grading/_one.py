@@ -14,12 +14,10 @@ in the foreground and prints the result.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,6 @@ DEAD_KERNEL_SIGNS = ("DeadKernelError", "Kernel died", "kernel died", "Kernel di
 # (a busy machine, a port taken by another lane's kernel): start it again, a few times.
 STARTUP_FAILURE_SIGNS = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
 STARTUP_ATTEMPTS = 3
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
 
 
 def _config(lane: Path):
@@ -179,9 +176,9 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         os.setsid()  # the parent kills this process group past the hard limit
         # and nothing outlives whoever asked: when the fork server goes (the grader, or the cluster worker that
         # asked for this student, was killed), this child is killed too, and its kernels with it (--die-with-parent)
-        parent = os.getppid()
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # gone before the request was made
+        from .sandbox import die_with_parent
+
+        if not die_with_parent():  # gone before the request was made
             os._exit(1)
         (Path(lane) / "logs").mkdir(exist_ok=True)
         fd = os.open(Path(lane) / "logs" / f"{student}.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -43,7 +43,7 @@ from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
-from traitlets import CaselessStrEnum, Dict, DottedObjectName, Type
+from traitlets import CaselessStrEnum, Dict, Type
 
 from .feedback import strip_hidden
 from .report import MISTAKE_LINE
@@ -156,8 +156,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-    client_class = DottedObjectName("grading.execute.PromptKernelClient")
-    client_factory = Type(klass=PromptKernelClient)
+    client_factory = Type(klass=PromptKernelClient)  # what km.client() makes (client_class only sets it on change)
 
     def __init__(self, **kwargs) -> None:
         base = os.environ.get(SOCKETS) or None

@@ -200,6 +200,16 @@ def command(cwd: str, connection_file: str, memory_mb: int, sandbox: bool, sourc
     return bwrap_command(cwd, folder, env, as_root=uid is not None) + kernel_command(memory_mb, uid), None
 
 
+def die_with_parent(parent: int | None = None) -> bool:
+    """Be killed (SIGKILL) when this process's parent ends, through exec too (PR_SET_PDEATHSIG). False if the
+    parent is gone already: `parent` (or the parent at the call) is no longer this process's parent."""
+    import ctypes
+
+    parent = os.getppid() if parent is None else parent
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    return os.getppid() == parent
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -210,11 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     options, kernel_arguments = parser.parse_known_args(argv)  # the rest is ipykernel's (nbclient adds some)
     # this launcher, and the kernel it stands for, end with the grading process that started it: a kernel
     # started after that process is gone (its worker lost, its hard limit hit) would wait for a client forever
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, kept through exec(bwrap)
     parent = os.environ.get(PARENT_VARIABLE)
-    if parent and os.getppid() != int(parent):
+    if not die_with_parent(int(parent) if parent else None):
         sys.exit("grading.sandbox: the grading process that asked for this kernel is gone")
     connection_file = os.path.realpath(options.connection_file)
     warm = os.environ.get(WARM_SOCKET)
