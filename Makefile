@@ -16,12 +16,13 @@ export MPLCONFIGDIR := $(abspath $(VENV))/matplotlib
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: help venv book test check exercises grade lock clean
+.PHONY: help venv book test check lint exercises grade lock clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (creates .venv on first use)"
 	@echo "make test   run the whole test suite, at most 5 minutes on 2 cores (creates .venv on first use)"
 	@echo "make check  the quick tests: convlib and repository checks, under a minute"
+	@echo "make lint   ruff (lint, import order) on every Python file, mypy on convlib/ and grading/"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader (commit the result)"
 	@echo "make grade ASSIGNMENT=ps03-kernel-gradients SUBMISSIONS=path/to/folder-or.zip [OUT=graded/ps03-kernel-gradients] [JOBS=2]"
 	@echo "           autograde a class: OUT/grades.csv, OUT/feedback/, OUT/scores.png"
@@ -70,6 +71,11 @@ test: $(STAMP)
 # The edit-test loop, under a minute: convlib's tests and doctests and the quick repository checks.
 check: $(STAMP)
 	python -m pytest -m "convlib or repo" tests convlib
+
+# ruff on every Python file (pyproject.toml says which rules), mypy on convlib/ and grading/ (its cache in .venv).
+lint: $(STAMP)
+	ruff check --quiet .
+	mypy
 
 # nbgrader's release step: solutions/<a> -> exercises/<a> (answers stubbed, hidden tests removed).
 exercises: $(STAMP)

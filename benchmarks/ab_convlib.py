@@ -29,9 +29,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import convlib  # noqa: E402
 from conv_vs_torch import SHAPES, run_convlib  # noqa: E402  (same folder)
 from profile_conv import parse_shape  # noqa: E402
+
+import convlib  # noqa: E402
 
 
 def import_revision(rev: str, folder: Path):

@@ -33,8 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-import classroom as cr  # noqa: E402
 from grading_vs_nbgrader import build_class  # noqa: E402  the same synthetic class (this folder is on sys.path)
+
+import classroom as cr  # noqa: E402
 
 ASSIGNMENT = "ps03-kernel-gradients"
 TIMES = "reference-times.json"

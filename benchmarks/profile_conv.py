@@ -37,9 +37,10 @@ from threading import get_native_id as threading_id
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import convlib  # noqa: E402
 import torch  # noqa: E402
 from conv_vs_torch import flops, matmul_rate, run_convlib, run_torch, time_pair  # noqa: E402  (same folder)
+
+import convlib  # noqa: E402
 from convlib import conv as C  # noqa: E402
 from convlib._shapes import check_forward  # noqa: E402
 

@@ -9,8 +9,9 @@ needed: a learner reading the message should know what to change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Integral
-from typing import NamedTuple, Sequence, Union
+from typing import NamedTuple, Union
 
 import numpy as np
 from numpy.typing import NDArray

@@ -6,7 +6,7 @@ which need nothing but the forward function.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

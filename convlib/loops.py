@@ -13,7 +13,7 @@ window at ``(i, j)`` reads pixel ``(i * s_h + u * d_h, j * s_w + v * d_w)`` of `
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

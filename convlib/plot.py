@@ -10,13 +10,13 @@ highlight with the same index arithmetic as ``convlib.loops``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.patches import Rectangle
 
 from ._figure import Figure
-
 from ._shapes import IntPair, Padding, as_pair, conv_geometry
 from .scalar import Value
 
@@ -630,7 +630,7 @@ def _backward_nodes(root_fn: Any) -> tuple[list[Any], dict[int, list[Any]]]:
     return postorder[::-1], children
 
 
-def backward_leaves(tensor: "torch.Tensor") -> list["torch.Tensor"]:
+def backward_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
     r"""The leaves whose ``.grad`` a backward pass from ``tensor`` would write into, each once.
 
     These are the ``variable`` of every ``AccumulateGrad`` node reachable from
@@ -664,8 +664,8 @@ def backward_leaves(tensor: "torch.Tensor") -> list["torch.Tensor"]:
 
 
 def autograd_graph(
-    tensor: "torch.Tensor",
-    names: Mapping["torch.Tensor", str] | None = None,
+    tensor: torch.Tensor,
+    names: Mapping[torch.Tensor, str] | None = None,
     title: str = "",
     ax: Any = None,
 ) -> Figure:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -71,7 +71,7 @@ class Value:
     # instead of wrapping the Value in an object array.
     __array_ufunc__ = None
 
-    def __init__(self, data: Union[int, float], label: str = "") -> None:
+    def __init__(self, data: int | float, label: str = "") -> None:
         if not _is_real(data):
             kind = type(data).__name__
             raise TypeError(f"data must be a real number (int or float), got {kind}: {data!r}")
@@ -102,7 +102,7 @@ class Value:
         return tuple(parent for parent, _ in self._parents)
 
     @staticmethod
-    def _coerce(other: object) -> Optional[Value]:
+    def _coerce(other: object) -> Value | None:
         if isinstance(other, Value):
             return other
         return Value(other) if _is_real(other) else None
@@ -189,7 +189,7 @@ class Value:
         b = self._coerce(other)
         return NotImplemented if b is None else b / self
 
-    def __pow__(self, exponent: Union[int, float]) -> Value:
+    def __pow__(self, exponent: int | float) -> Value:
         """Power with a constant exponent p: d(a^p)/da = p * a^(p - 1).
 
         >>> a = Value(2.0)
@@ -318,7 +318,7 @@ class Value:
 
     # ---- the picture ----
 
-    def draw(self, ax: Optional[Axes] = None) -> Figure:
+    def draw(self, ax: Axes | None = None) -> Figure:
         """Draw the graph ending at self, leaves on the left and self on the right.
 
         Each value is a box "label | data | grad"; each operation a circle

@@ -33,7 +33,6 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-
 from queue import Empty
 
 from jupyter_client.asynchronous import AsyncKernelClient

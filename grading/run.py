@@ -26,8 +26,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report import (_number, cell_table, mistake_table, read_roster, roster_problems, write_canvas, write_html,
-                     write_moodle, write_table)
+from .report import (
+    _number,
+    cell_table,
+    mistake_table,
+    read_roster,
+    roster_problems,
+    write_canvas,
+    write_html,
+    write_moodle,
+    write_table,
+)
 from .submissions import Submission, collect, unpack
 from .unit import Kit, Outcome, Result, Unit, pack_kit, put_submission, store, take_outputs
 

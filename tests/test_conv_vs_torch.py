@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_case, torch_reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convlib
-from conftest import make_case, torch_reference
 
 pytestmark = pytest.mark.convlib
 

@@ -94,7 +94,7 @@ class Rewrapped(ConvPair):  # 2: torch.tensor(t) makes a new leaf
 
 class Detached(ConvPair):  # 3: .detach(), called in a way no text search would find
     def hidden(self, x):
-        return F.conv2d(x, getattr(self.first.weight, "detach")(), self.first.bias)
+        return F.conv2d(x, self.first.weight.detach(), self.first.bias)
 
 
 class DataAttribute(ConvPair):  # 3: .data

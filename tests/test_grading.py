@@ -22,10 +22,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from mutations import ps03_kernel_gradients as ps03_mistakes
 
 import classroom as cr
 from browser import Browser, chromium
-from mutations import ps03_kernel_gradients as ps03_mistakes
 
 pytestmark = pytest.mark.grading
 # the tests that read the graded class share its module fixture: one xdist worker runs them all
@@ -511,7 +511,6 @@ def test_grading_counts_the_likely_mistakes_over_the_class(graded):
     assert ps03_mistakes.MESSAGES["flipped-kernel-gradient"] in flipped["mistake"]
     # the code is the one the course's checks write, read back by convlib's own parser
     from convlib.checks import MISTAKE_LINE, likely_mistake, mistakes_in
-
     from grading.report import MISTAKE_LINE as read_by_the_grader
 
     assert read_by_the_grader.pattern == MISTAKE_LINE.pattern, "the grader reads another form than the checks write"

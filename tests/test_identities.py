@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlib
 from convlib import loops
-from conftest import make_case
 
 pytestmark = pytest.mark.convlib
 

@@ -40,12 +40,12 @@ import pkgutil
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+import mutations
 import pytest
+from conftest import other_processor
 from jupyter_client.manager import start_new_kernel
 
 import classroom as cr
-import mutations
-from conftest import other_processor
 
 pytestmark = pytest.mark.assignments
 
