@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -41,6 +42,29 @@ def solution_sources(assignment: str) -> dict[str, str]:
                      if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
             answers[grade_id(cell)] = "\n".join(lines)
     return answers
+
+
+def replace_once(text: str, *changes: str) -> str:
+    """`text` with a few lines changed: replace_once(text, old, new, old, new, ...), each `old` found exactly once."""
+    assert len(changes) % 2 == 0, f"changes come in (old, new) pairs, got {len(changes)} strings"
+    for old, new in zip(changes[::2], changes[1::2]):
+        assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times, not once"
+        text = text.replace(old, new)
+    return text
+
+
+def edits(assignment: str) -> Callable[..., dict[str, str]]:
+    """A mutation maker for `assignment`: edit(grade_id, old, new, ...) is {grade_id: the reference answer of that cell
+    with each `old` replaced by its `new`} (tests/mutations/)."""
+    correct = solution_sources(assignment)
+
+    def edit(grade_id: str, *changes: str) -> dict[str, str]:
+        try:
+            return {grade_id: replace_once(correct[grade_id], *changes)}
+        except AssertionError as error:
+            raise AssertionError(f"{assignment}, cell {grade_id}: {error}") from None
+
+    return edit
 
 
 def fill(nb: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:

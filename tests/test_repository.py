@@ -8,6 +8,7 @@ requirements.txt and to what `make lock` promises: no torch, no CUDA packages, n
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -125,25 +126,21 @@ def test_mentions_finds_paths_and_skips_placeholders():
 
 # --- requirements.lock
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
 # torch stays out of the lock; nvidia-* and triton are the CUDA packages its default Linux build pulls
 NOT_IN_LOCK = re.compile(r"^(torch|nvidia-|triton)", re.I)
 FILE_URL = re.compile(r"\bfile:\S")  # a file: URL (not the word "file:" in pip-compile's comment)
 ABSOLUTE = re.compile(r"(?:^|[\s=@])(?:/[\w.-]+/|[A-Za-z]:\\)")
 
 
-def pins(text: str) -> dict[str, str]:
-    """{normalised name: version} of the `name==version` lines of a requirements file (comments skipped)."""
-    found = {}
-    for line in text.splitlines():
-        match = PIN.match(line.split("#", 1)[0].strip())
-        if match:
-            found[_normalise(match[1])] = match[2]
-    return found
+def _requirements_reader():
+    """book/_ext/exercise_zips.py, for `pins`: one reader of requirements files for the lock and the exercise zips."""
+    spec = importlib.util.spec_from_file_location("_test_repository_exercise_zips", ROOT / "book/_ext/exercise_zips.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pins = _requirements_reader().pins
 
 
 def lock_problems(requirements: str, lock: str) -> list[str]:

@@ -1,26 +1,10 @@
-"""Classic mistakes for problem set 1 (the chain rule), each a full replacement of one answer cell.
+"""Classic mistakes for problem set 1 (the chain rule), each an edit of one answer cell."""
 
-MUTATIONS = {name: {answer grade_id: cell source}}: pasted into the answer cell (the whole cell source replaced),
-each must make at least one graded test cell fail. CORRECT holds the reference answers, read from solutions/.
-MESSAGES: what the visible test's message says for some mutations.
-"""
-
-from classroom import solution_sources
+from classroom import edits, solution_sources
 
 ASSIGNMENT = "ps01-chain-rule"
 
-# the reference answers, read from the source notebook (solution markers removed)
-CORRECT = solution_sources(ASSIGNMENT)
-
-
-def _edit(grade_id: str, *changes: str) -> dict[str, str]:
-    """The reference answer of one cell with a few lines changed: _edit(cell, old, new, old, new, ...)."""
-    source = CORRECT[grade_id]
-    for old, new in zip(changes[::2], changes[1::2]):
-        assert source.count(old) == 1, (grade_id, old)
-        source = source.replace(old, new)
-    return {grade_id: source}
-
+_edit = edits(ASSIGNMENT)
 
 MUTATIONS = {
     # the backward pass seeded with 0: every gradient comes out 0
@@ -43,7 +27,7 @@ MUTATIONS = {
     "max-routes-to-smaller": _edit("answer-max", "if a > b:", "if a < b:", "if b > a:", "if b < a:"),
     # a >= b: at a tie everything goes to a
     "max-tie-to-first": _edit("answer-max", "if a > b:", "if a >= b:"),
-    "max-ignores-upstream": {"answer-max": CORRECT["answer-max"].replace("upstream * ", "")},
+    "max-ignores-upstream": {"answer-max": solution_sources(ASSIGNMENT)["answer-max"].replace("upstream * ", "")},
     # the fork's direct edge overwritten by the path through p
     "fork-overwrites": _edit("answer-fork", "grad_a += grad_p * b", "grad_a = grad_p * b"),
     # the two edges into a processed in the other order, still overwriting: only the direct edge survives

@@ -1,26 +1,10 @@
-"""Classic mistakes for problem set 2 (the forward pass), each a full replacement of one answer cell.
+"""Classic mistakes for problem set 2 (the forward pass), each an edit of one answer cell."""
 
-MUTATIONS = {name: {answer grade_id: cell source}}: pasted into the answer cell (the whole cell source replaced),
-each must make at least one graded test cell fail. CORRECT holds the reference answers, read from solutions/.
-MESSAGES: what the visible test's message says for some mutations.
-"""
-
-from classroom import solution_sources
+from classroom import edits
 
 ASSIGNMENT = "ps02-conv-forward"
 
-# the reference answers, read from the source notebook (solution markers removed)
-CORRECT = solution_sources(ASSIGNMENT)
-
-
-def _edit(grade_id: str, *changes: str) -> dict[str, str]:
-    """The reference answer of one cell with a few lines changed: _edit(cell, old, new, old, new, ...)."""
-    source = CORRECT[grade_id]
-    for old, new in zip(changes[::2], changes[1::2]):
-        assert source.count(old) == 1, (grade_id, old)
-        source = source.replace(old, new)
-    return {grade_id: source}
-
+_edit = edits(ASSIGNMENT)
 
 SIZE = "return (h + 2 * padding - dilation * (k - 1) - 1) // stride + 1"
 

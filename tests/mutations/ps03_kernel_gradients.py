@@ -1,5 +1,7 @@
 """Mistakes in the kernel and bias gradients (problem set 3)."""
 
+from classroom import replace_once
+
 ASSIGNMENT = "ps03-kernel-gradients"
 
 # The reference answer's weight gradient, written so that one line at a time can go wrong.
@@ -25,35 +27,36 @@ def conv2d_grad_weight(x, weight_shape, grad_out, stride=1, padding=0, dilation=
 '''
 
 
-def _weight(old: str, new: str) -> str:
-    assert old in WEIGHT, old
-    return WEIGHT.replace(old, new)
+BIAS_HEAD = "def conv2d_grad_bias(grad_out):\n"
+SETTINGS = "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)"
+
+
+def _weight(*changes: str) -> dict[str, str]:
+    """WEIGHT with a few lines changed (old, new, old, new, ...), as the answer to the weight gradient's cell."""
+    return {"answer-weight": replace_once(WEIGHT, *changes)}
 
 
 MUTATIONS = {
     # dL/dW from the last sample only
-    "no-sum-over-batch": {"answer-weight": _weight('"schw,sohw->oc", window, grad_out_g',
-                                                   '"chw,ohw->oc", window[-1], grad_out_g[-1]')},
+    "no-sum-over-batch": _weight('"schw,sohw->oc", window, grad_out_g', '"chw,ohw->oc", window[-1], grad_out_g[-1]'),
     # rotating the result as if the weight gradient were a convolution
-    "flipped-kernel-gradient": {"answer-weight": _weight("    return grad_w", "    return grad_w[..., ::-1, ::-1]")},
+    "flipped-kernel-gradient": _weight("    return grad_w", "    return grad_w[..., ::-1, ::-1]"),
     # gradient accumulated as (C_in, C_out, KH, KW), then reshaped (not transposed) to the weight's shape
-    "channel-axes-swapped": {"answer-weight": _weight("grad_w = np.zeros(weight_shape)",
-                                                      "grad_w = np.zeros((c_per_group, c_out, kh, kw))")
-                             .replace("grad_w[g * o_per_group:(g + 1) * o_per_group, :, m, n] += np.einsum(\"schw,sohw->oc\"",
-                                      "grad_w[:, g * o_per_group:(g + 1) * o_per_group, m, n] += np.einsum(\"schw,sohw->co\"")
-                             .replace("    return grad_w", "    return grad_w.reshape(weight_shape)")},
+    "channel-axes-swapped": _weight(
+        "grad_w = np.zeros(weight_shape)", "grad_w = np.zeros((c_per_group, c_out, kh, kw))",
+        'grad_w[g * o_per_group:(g + 1) * o_per_group, :, m, n] += np.einsum("schw,sohw->oc"',
+        'grad_w[:, g * o_per_group:(g + 1) * o_per_group, m, n] += np.einsum("schw,sohw->co"',
+        "    return grad_w", "    return grad_w.reshape(weight_shape)"),
     # windows taken every pixel: stride treated as 1 going backwards
-    "stride-ignored": {"answer-weight": _weight("(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
-                                                "(sh, sw), (ph, pw), (dh, dw) = (1, 1), pair(padding), pair(dilation)")},
-    "padding-ignored": {"answer-weight": _weight("(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
-                                                 "(sh, sw), (ph, pw), (dh, dw) = pair(stride), (0, 0), pair(dilation)")},
+    "stride-ignored": _weight(SETTINGS, "(sh, sw), (ph, pw), (dh, dw) = (1, 1), pair(padding), pair(dilation)"),
+    "padding-ignored": _weight(SETTINGS, "(sh, sw), (ph, pw), (dh, dw) = pair(stride), (0, 0), pair(dilation)"),
     # every filter reads the first group's channels
-    "groups-forgotten": {"answer-weight": _weight("x_g = x_pad[:, g * c_per_group:(g + 1) * c_per_group]",
-                                                  "x_g = x_pad[:, :c_per_group]")},
+    "groups-forgotten": _weight("x_g = x_pad[:, g * c_per_group:(g + 1) * c_per_group]",
+                                "x_g = x_pad[:, :c_per_group]"),
     # bias gradient of one sample
-    "bias-not-summed-over-batch": {"answer-bias": "def conv2d_grad_bias(grad_out):\n    return grad_out[0].sum(axis=(1, 2))\n"},
+    "bias-not-summed-over-batch": {"answer-bias": BIAS_HEAD + "    return grad_out[0].sum(axis=(1, 2))\n"},
     # bias summed over positions but averaged over the batch
-    "bias-averaged": {"answer-bias": "def conv2d_grad_bias(grad_out):\n    return grad_out.sum(axis=(2, 3)).mean(axis=0)\n"},
+    "bias-averaged": {"answer-bias": BIAS_HEAD + "    return grad_out.sum(axis=(2, 3)).mean(axis=0)\n"},
 }
 
 # What the visible tests' message says for some mutations (checked in the feedback the learner gets).

@@ -1,5 +1,7 @@
 """Mistakes in the input gradient (problem set 4)."""
 
+from classroom import replace_once
+
 ASSIGNMENT = "ps04-input-gradients"
 
 INPUT = '''
@@ -39,38 +41,36 @@ def grad_input_2d(w, grad_out):
 '''
 
 
-def _input(old: str, new: str) -> str:
-    assert old in INPUT, old
-    return INPUT.replace(old, new)
+def _input(*changes: str) -> dict[str, str]:
+    """INPUT with a few lines changed (old, new, old, new, ...), as the answer to the input gradient's cell."""
+    return {"answer-input": replace_once(INPUT, *changes)}
 
 
-def _two_d(old: str, new: str) -> str:
-    assert old in TWO_D, old
-    return TWO_D.replace(old, new)
+def _two_d(*changes: str) -> dict[str, str]:
+    """TWO_D with a few lines changed (old, new, old, new, ...), as the answer to the single-channel cell."""
+    return {"answer-2d": replace_once(TWO_D, *changes)}
 
 
 MUTATIONS = {
     # the tap read through (m, k) sent back through the opposite tap: no flip in the scatter view
-    "unflipped-kernel": {"answer-input": _input("w_g[:, :, m, k]", "w_g[:, :, kh - 1 - m, kw - 1 - k]")},
-    "unflipped-kernel-2d": {"answer-2d": _two_d("rotated = w[::-1, ::-1]", "rotated = w")},
+    "unflipped-kernel": _input("w_g[:, :, m, k]", "w_g[:, :, kh - 1 - m, kw - 1 - k]"),
+    "unflipped-kernel-2d": _two_d("rotated = w[::-1, ::-1]", "rotated = w"),
     # = instead of +=: a pixel read by several windows keeps only the last contribution
-    "overwrite-instead-of-accumulate": {"answer-input": _input("k * dw:k * dw + sw * (w_out - 1) + 1:sw] += share",
-                                                               "k * dw:k * dw + sw * (w_out - 1) + 1:sw] = share")},
+    "overwrite-instead-of-accumulate": _input("k * dw:k * dw + sw * (w_out - 1) + 1:sw] += share",
+                                              "k * dw:k * dw + sw * (w_out - 1) + 1:sw] = share"),
     # full padding of k instead of k - 1, cropped back to the expected size from the top-left
-    "full-padding-too-wide-2d": {"answer-2d": _two_d("padded = np.pad(grad_out, k - 1)", "padded = np.pad(grad_out, k)")},
+    "full-padding-too-wide-2d": _two_d("padded = np.pad(grad_out, k - 1)", "padded = np.pad(grad_out, k)"),
     # grad_out scattered as if the stride were 1: no zeros inserted between its entries
-    "stride-without-zero-insertion": {"answer-input": _input(
+    "stride-without-zero-insertion": _input(
         "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
-        "(sh, sw), (ph, pw), (dh, dw) = (1, 1), pair(padding), pair(dilation)")},
+        "(sh, sw), (ph, pw), (dh, dw) = (1, 1), pair(padding), pair(dilation)"),
     # padding cropped from one side only
-    "crop-on-one-side": {"answer-input": _input("return grad_x_pad[:, :, ph:ph + h, pw:pw + wd]",
-                                                "return grad_x_pad[:, :, :h, :wd]")},
+    "crop-on-one-side": _input("return grad_x_pad[:, :, ph:ph + h, pw:pw + wd]", "return grad_x_pad[:, :, :h, :wd]"),
     # w read as (C_in, C_out): sum over the wrong axis
-    "channel-axes-swapped": {"answer-input": _input('np.einsum("sohw,oc->schw", grad_out_g, w_g[:, :, m, k])',
-                                                    'np.einsum("sohw,co->schw", grad_out_g, w_g[:, :, m, k].reshape(c_per_group, -1))')},
+    "channel-axes-swapped": _input('np.einsum("sohw,oc->schw", grad_out_g, w_g[:, :, m, k])',
+                                   'np.einsum("sohw,co->schw", grad_out_g, w_g[:, :, m, k].reshape(c_per_group, -1))'),
     # every group writes into the first group's channels
-    "groups-forgotten": {"answer-input": _input("grad_x_pad[:, g * c_per_group:(g + 1) * c_per_group,",
-                                                "grad_x_pad[:, :c_per_group,")},
+    "groups-forgotten": _input("grad_x_pad[:, g * c_per_group:(g + 1) * c_per_group,", "grad_x_pad[:, :c_per_group,"),
 }
 
 MESSAGES = {

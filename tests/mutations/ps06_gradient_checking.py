@@ -1,26 +1,10 @@
-"""Classic mistakes for problem set 6 (trusting a gradient), each a full replacement of one answer cell.
+"""Classic mistakes for problem set 6 (trusting a gradient), each an edit of one answer cell."""
 
-MUTATIONS = {name: {answer grade_id: cell source}}: pasted into the answer cell (the whole cell source replaced),
-each must make at least one graded test cell fail. CORRECT holds the reference answers, read from solutions/.
-MESSAGES: what the visible test's message says for some mutations.
-"""
-
-from classroom import solution_sources
+from classroom import edits
 
 ASSIGNMENT = "ps06-gradient-checking"
 
-# the reference answers, read from the source notebook (solution markers removed)
-CORRECT = solution_sources(ASSIGNMENT)
-
-
-def _edit(grade_id: str, *changes: str) -> dict[str, str]:
-    """The reference answer of one cell with a few lines changed: _edit(cell, old, new, old, new, ...)."""
-    source = CORRECT[grade_id]
-    for old, new in zip(changes[::2], changes[1::2]):
-        assert source.count(old) == 1, (grade_id, old)
-        source = source.replace(old, new)
-    return {grade_id: source}
-
+_edit = edits(ASSIGNMENT)
 
 MUTATIONS = {
     # --- part A: numerical_grad

@@ -1,28 +1,14 @@
 """Classic mistakes for problem set 7 (your own convolution in PyTorch), each an edit of one answer cell.
 
-MUTATIONS = {name: {answer grade_id: cell source}}: pasted into the answer cell (the whole cell source replaced),
-each must make at least one graded test cell fail. CORRECT holds the reference answers, read from solutions/.
 The convolution arithmetic comes from convlib in the reference (the assignment allows it); the mistakes are in the
 PyTorch plumbing around it, plus a few wrong formulas written by hand (the bias gradient, a forgotten flip).
-MESSAGES: what the visible test's message says for some mutations.
 """
 
-from classroom import solution_sources
+from classroom import edits
 
 ASSIGNMENT = "ps07-custom-function"
 
-# the reference answers, read from the source notebook (solution markers removed)
-CORRECT = solution_sources(ASSIGNMENT)
-
-
-def _edit(grade_id: str, *changes: str) -> dict[str, str]:
-    """The reference answer of one cell with a few lines changed: _edit(cell, old, new, old, new, ...)."""
-    source = CORRECT[grade_id]
-    for old, new in zip(changes[::2], changes[1::2]):
-        assert source.count(old) == 1, (grade_id, old)
-        source = source.replace(old, new)
-    return {grade_id: source}
-
+_edit = edits(ASSIGNMENT)
 
 FUNCTION, MODULE = "answer-function", "answer-module"
 RETURN = "return grad_x, grad_w, grad_b, None, None"

@@ -1,27 +1,14 @@
 """Classic mistakes for problem set 9 (train a network with your own gradients), each an edit of one answer cell.
 
-MUTATIONS = {name: {answer grade_id: cell source}}: pasted into the answer cell (the whole cell source replaced),
-each must make at least one graded test cell fail. CORRECT holds the reference answers, read from solutions/.
 The mistakes are those of the two gradient functions (parts A and B), of the backward that calls them (part C), and
-the shortcuts (convlib or PyTorch doing the work). MESSAGES: what the visible tests' message says for some mutations.
+the shortcuts (convlib or PyTorch doing the work).
 """
 
-from classroom import solution_sources
+from classroom import edits
 
 ASSIGNMENT = "ps09-train-your-layer"
 
-# the reference answers, read from the source notebook (solution markers removed)
-CORRECT = solution_sources(ASSIGNMENT)
-
-
-def _edit(grade_id: str, *changes: str) -> dict[str, str]:
-    """The reference answer of one cell with a few lines changed: _edit(cell, old, new, old, new, ...)."""
-    source = CORRECT[grade_id]
-    for old, new in zip(changes[::2], changes[1::2]):
-        assert source.count(old) == 1, (grade_id, old)
-        source = source.replace(old, new)
-    return {grade_id: source}
-
+_edit = edits(ASSIGNMENT)
 
 WEIGHT, INPUT, BACKWARD = "answer-grad-weight", "answer-grad-input", "answer-backward"
 WEIGHT_SUM = 'np.einsum("scij,soij->oc", met, grad_out)'
