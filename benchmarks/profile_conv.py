@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/profile_conv.py [--shape 8,16,32,32,3,1,1,1,1] [--repeats 41]
 
 The shape is (N, C_in, C_out, H=W, kernel, stride, padding, dilation, groups), as
-in ``conv_vs_torch.py``; float32. The script runs the steps of ``convlib.conv``'s
-forward pass and both gradients one after the other, with a clock reading
-between steps, and prints the median time of each (two data sets alternate, as
-in the benchmark). The steps are written out here with convlib's own helpers
-(layout, phase split, weight matrix); before timing anything the script checks
-that they reproduce the public functions' results bit for bit, so a change in
-``convlib/conv.py`` that this copy does not follow is reported, not timed.
+in ``conv_vs_torch.py``; float32. The script makes the calls of ``convlib.conv``'s
+forward pass and both gradients (the fast path's functions in ``convlib._im2col``:
+``im2col``, ``matmul``, ``from_columns``, ``to_columns``, ``col2im``,
+``sum_over_pixels``) one by one, with a clock reading between them, and prints
+the median time of each (two data sets alternate, as in the benchmark). Before
+timing anything it checks that these calls reproduce the public functions'
+results bit for bit, so a change in ``convlib/conv.py`` that this sequence does
+not follow is reported, not timed.
 
 Against that it prints the floor: the three matrix products at the rate NumPy
 reaches on a large float32 product, and at the rate it reaches on these very
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 from conv_vs_torch import flops, matmul_rate, run_convlib, run_torch, time_pair  # noqa: E402  (same folder)
 
 import convlib  # noqa: E402
+from convlib import _im2col as F  # noqa: E402
 from convlib import conv as C  # noqa: E402
 from convlib._shapes import check_forward  # noqa: E402
 
@@ -62,35 +64,14 @@ def make_data(shape, rng):
 
 
 class Steps:
-    """One training step of convlib, written out step by step, with a clock reading after each."""
+    """One training step of convlib, made of the same calls as ``convlib.conv``, with a clock reading after each."""
 
     def __init__(self, x, w, b, go, s, p, d, g):
         self.geo = check_forward(x, w, b, s, p, d, g)
-        self.lay = C._layout(self.geo)
-        geo, lay = self.geo, self.lay
-        self.G, self.Og, self.Cg = g, geo.C_out // g, geo.C_in // g
-        self.KK = geo.KH * geo.KW
-        self.M = M = geo.N * lay.rows * lay.width  # columns of the matrices (output pixels, junk included)
-        P = C._pitch(M)  # how far apart their rows are stored
-        # scratch arrays allocated once, as convlib's workspace keeps them
-        self.cols_buf = np.empty((self.G, self.KK, self.Cg, P), np.float32)
-        self.cols = self.cols_buf.reshape(self.G, self.KK * self.Cg, P)[:, :, :M]
-        self.prod_fwd = np.empty((self.G, self.Og, P), np.float32)[:, :, :M]
-        self.prod_gi = np.empty((self.G, self.KK * self.Cg, P), np.float32)[:, :, :M]
-        self.go_mat = np.empty((self.G, self.Og, P), np.float32)[:, :, :M]
-        self.grad_split = np.empty(lay.size, np.float32)
-        self.x_copy = np.empty_like(x)
         self.args = (s, p, d, g)
 
-    def grad_out_matrix(self, go):
-        geo, lay = self.geo, self.lay
-        images = self.go_mat.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
-        images[:, :, : geo.H_out, : geo.W_out] = go.transpose(1, 0, 2, 3)
-        C._zero_junk(self.go_mat, geo)
-        return self.go_mat
-
     def run(self, x, w, b, go, times: dict[str, list[float]] | None = None):
-        geo, lay, G, Og, Cg, KK, M = self.geo, self.lay, self.G, self.Og, self.Cg, self.KK, self.M
+        geo = self.geo
         marks = [("", time.perf_counter())]
 
         def mark(name):
@@ -99,57 +80,30 @@ class Steps:
         # --- conv2d
         check_forward(x, w, b, *self.args)
         mark("fwd: check arguments")
-        xs = C._split(x, geo, lay)
-        mark("fwd: split into phases")
-        for t, start in enumerate(lay.starts):
-            self.cols_buf[:, t, :, :M] = xs[start : start + G * Cg * M].reshape(G, Cg, M)
-        cols = self.cols
-        mark("fwd: im2col, one copy per tap")
-        C._zero_wrapped(cols, geo)
-        mark("fwd: zero the wrapped reads")
-        np.copyto(self.x_copy, x)
-        mark("fwd: keep a copy of x (for reuse)")
-        w_mat = C._weight_matrix(w, geo)
-        np.matmul(w_mat, cols, out=self.prod_fwd)
+        cols = F.im2col(x, geo)
+        mark("fwd: im2col (new x: built, x kept)")
+        w_mat = C.weight_matrix(w, geo)
+        product = F.matmul(w_mat, cols)
         mark("fwd: matrix product")
-        wide = self.prod_fwd.reshape(geo.C_out, geo.N, lay.rows, lay.width, copy=False)
-        wide = wide[:, :, : geo.H_out, : geo.W_out]
-        out = np.empty(geo.out_shape, np.float32)
-        np.copyto(out, wide.transpose(1, 0, 2, 3))
+        out = F.from_columns(product, geo)
         out += b.reshape(-1, 1, 1)
-        mark("fwd: drop junk, images first, bias")
+        mark("fwd: from columns, bias")
         # --- conv2d_grad_input
-        go_mat = self.grad_out_matrix(go)
-        mark("gi: grad_out to the layout, channels first")
-        np.isfinite(w).all()  # convlib's guard against inf/nan weights, timed
-        np.matmul(w_mat.transpose(0, 2, 1), go_mat, out=self.prod_gi)
+        go_cols = F.to_columns(go, geo)
+        mark("gi: grad_out to columns")
+        grad_cols = F.matmul(C.weight_matrix(w, geo).transpose(0, 2, 1), go_cols)
         mark("gi: matrix product")
-        C._zero_wrapped(self.prod_gi, geo)
-        mark("gi: zero the wrapped reads")
-        self.grad_split.fill(0)
-        rows = self.prod_gi.reshape(G, KK, Cg, M, copy=False)
-        for t, start in enumerate(lay.starts):
-            run = self.grad_split[start : start + G * Cg * M].reshape(G, Cg, M)
-            run += rows[:, t]
-        mark("gi: col2im, one add per tap")
-        phases = C._phases(self.grad_split, geo, lay)
-        grad_x = np.empty(x.shape, np.float32)
-        grad_x_cn = grad_x.transpose(1, 0, 2, 3)
-        for a, bb, (hs, ws), (us, vs) in lay.pieces:
-            grad_x_cn[:, :, hs, ws] = phases[a, bb, :, :, us, vs]
-        mark("gi: undo the split")
-        # --- conv2d_grad_weight (reuses im2col after comparing x, rearranges grad_out again)
-        u32 = np.uint32  # timed for what it costs; equal by construction here
-        np.array_equal(self.x_copy.view(u32), x.view(u32))
-        mark("gw: compare x with the kept copy")
-        go_mat = self.grad_out_matrix(go)
-        mark("gw: grad_out to the layout again")
-        grad_w = cols @ go_mat.transpose(0, 2, 1)
-        mark("gw: matrix product")
-        np.isfinite(grad_w).all()
-        grad_w = grad_w.reshape(G, geo.KH * geo.KW, Cg, Og).transpose(0, 3, 2, 1)
-        grad_w = np.ascontiguousarray(grad_w).reshape(geo.C_out, Cg, geo.KH, geo.KW)
-        mark("gw: finite check and reorder")
+        grad_x = F.col2im(grad_cols, geo)
+        mark("gi: col2im")
+        # --- conv2d_grad_weight (im2col reused after comparing x, grad_out rearranged again)
+        cols = F.im2col(x, geo)
+        mark("gw: im2col (same x: compared, reused)")
+        go_cols = F.to_columns(go, geo)
+        mark("gw: grad_out to columns again")
+        grad_w_mat = F.sum_over_pixels(cols, go_cols, geo)
+        mark("gw: matrix product (sum over pixels)")
+        grad_w = C.weight_from_matrix(grad_w_mat.transpose(0, 2, 1), geo)
+        mark("gw: reorder")
         # --- conv2d_grad_bias
         grad_b = convlib.conv2d_grad_bias(go)
         mark("gb: sum")
@@ -242,14 +196,17 @@ def main() -> None:
     geo = steps.geo
     flop_one = flops(N, Ci, Co, geo.H_out, geo.W_out, k, g) / 3
     rate = matmul_rate() * 1e9
-    cols, go_mat = steps.cols, steps.go_mat
-    w_mat = C._weight_matrix(w, geo)
+    x, w, b, go = sets[0]
+    w_mat = C.weight_matrix(w, geo)
+    cols = F.im2col(x, geo).copy()  # copies: the products below must not overwrite each other's inputs
+    go_cols = F.to_columns(go, geo).copy()
+    M = cols.shape[2]
     alone = [statistics.median(timed(f) for _ in range(21)) for f in (
-        lambda: np.matmul(w_mat, cols, out=steps.prod_fwd),
-        lambda: np.matmul(w_mat.transpose(0, 2, 1), go_mat, out=steps.prod_gi),
-        lambda: cols @ go_mat.transpose(0, 2, 1))]
+        lambda: F.matmul(w_mat, cols),
+        lambda: F.matmul(w_mat.transpose(0, 2, 1), go_cols),
+        lambda: F.sum_over_pixels(cols, go_cols, geo))]
     print(f"\nfloor: 3 products of {flop_one / 1e6:.1f} MFLOP each"
-          f" (the layout computes {steps.M / (geo.N * geo.H_out * geo.W_out) - 1:.0%} extra junk columns)")
+          f" (the layout computes {M / (geo.N * geo.H_out * geo.W_out) - 1:.0%} extra junk columns)")
     print(f"  at NumPy's 1024x1024 float32 rate ({rate / 1e9:.0f} GFLOP/s): {3 * flop_one / rate * 1e3:.3f} ms")
     print(f"  these three products alone, warm caches: {sum(alone) * 1e3:.3f} ms"
           f" (forward {alone[0] * 1e3:.3f}, grad_input {alone[1] * 1e3:.3f}, grad_weight {alone[2] * 1e3:.3f})")

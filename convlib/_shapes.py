@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from numbers import Integral
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 #: The array type every convlib function takes and returns.
 Array = NDArray[np.floating]
 
-IntPair = Union[int, Sequence[int]]
-Padding = Union[int, Sequence[int], str]
+IntPair = int | Sequence[int]
+Padding = int | Sequence[int] | str
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -78,6 +78,19 @@ def as_pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum} in each direction, got {value!r}")
     return pair
+
+
+def as_groups(groups: object) -> int:
+    """Return ``groups`` as an int, at least 1.
+
+    >>> as_groups(2)
+    2
+    """
+    if not _is_int(groups):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    if groups < 1:  # type: ignore[operator]
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    return int(groups)  # type: ignore[call-overload]
 
 
 def as_shape(value: object, name: str, ndim: int = 4) -> tuple[int, ...]:
@@ -177,11 +190,7 @@ def conv_geometry(
     """Check a convolution's shapes and hyper-parameters and compute its output size."""
     N, C_in, H, W = input_shape
     C_out, C_in_g, KH, KW = weight_shape
-    if not _is_int(groups):
-        raise TypeError(f"groups must be an int, got {groups!r}")
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
+    groups = as_groups(groups)
     if C_in % groups:
         raise ValueError(
             f"groups={groups} must divide the input channels, but {input_name} has "
@@ -268,3 +277,63 @@ def check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, 
     check_grad_out(grad_out, geo)
     check_same_dtype(x=x, grad_out=grad_out)
     return geo
+
+
+class TransposeGeometry(NamedTuple):
+    """The arithmetic of ``conv_transpose2d``, already checked: ``w`` is (C_in, C_out // groups, KH, KW)."""
+
+    N: int
+    C_in: int
+    H: int
+    W: int
+    C_out: int
+    KH: int
+    KW: int
+    groups: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    dilation: tuple[int, int]
+    H_out: int
+    W_out: int
+
+
+def check_transpose(
+    x: object, w: object, b: object, stride: IntPair, padding: object, output_padding: IntPair,
+    groups: object, dilation: IntPair,
+) -> TransposeGeometry:
+    """All checks of ``conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)``."""
+    x = check_array(x, "x", "NCHW")
+    w = check_array(w, "w", "IOHW")
+    groups = as_groups(groups)
+    N, C_in, H, W = x.shape
+    C_in_w, C_out_g, KH, KW = w.shape
+    if C_in_w != C_in:
+        raise ValueError(
+            f"channel mismatch: x has C_in={C_in} channels (shape {x.shape}), so w needs "
+            f"shape ({C_in}, C_out // groups, KH, KW), got {w.shape}"
+        )
+    if C_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels, but x has C_in={C_in}")
+    C_out = C_out_g * groups
+    check_bias(b, C_out)
+    check_same_dtype(x=x, w=w, b=b)  # type: ignore[arg-type]
+    s = as_pair(stride, "stride", 1)
+    d = as_pair(dilation, "dilation", 1)
+    if isinstance(padding, str):
+        raise TypeError(f"padding must be an int or a pair for conv_transpose2d, got {padding!r}")
+    p = as_pair(padding, "padding", 0)  # type: ignore[arg-type]
+    op = as_pair(output_padding, "output_padding", 0)
+    for axis in range(2):
+        if op[axis] >= max(s[axis], d[axis]):
+            raise ValueError(
+                f"output_padding must be smaller than the stride or the dilation, got "
+                f"output_padding={op}, stride={s}, dilation={d}"
+            )
+    H_out = (H - 1) * s[0] - 2 * p[0] + d[0] * (KH - 1) + op[0] + 1
+    W_out = (W - 1) * s[1] - 2 * p[1] + d[1] * (KW - 1) + op[1] + 1
+    if H_out < 1 or W_out < 1:
+        raise ValueError(
+            f"padding={p} is too large: the output would be {H_out}x{W_out} for x of shape {x.shape}"
+        )
+    return TransposeGeometry(N, C_in, H, W, C_out, KH, KW, groups, s, p, op, d, H_out, W_out)

@@ -37,7 +37,7 @@ CASES = {
     "valid_stride2": (2, 2, 2, 7, 7, 3, 3, 2, "valid", 1, 1),
     "kernel_fills_input": (2, 2, 3, 4, 5, 4, 5, 1, 0, 1, 1),
     # N * H_out * W_out = 128: convlib stores the matrices' rows further apart than
-    # their length (convlib.conv._pitch), as it does for the first benchmark shape
+    # their length (convlib._im2col._pitch), as it does for the first benchmark shape
     "rows_pitched": (2, 3, 4, 8, 8, 3, 3, 1, 1, 1, 1),
     "rows_pitched_stride2": (2, 2, 3, 16, 16, 3, 3, 2, 1, 1, 1),
 }
