@@ -81,7 +81,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         before = tmp / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(before), args.before], cwd=ROOT, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(before), args.before],
+                       cwd=ROOT, check=True)
         try:
             folder = tmp / "class"
             build(folder, students, args.endless, args.assignment)

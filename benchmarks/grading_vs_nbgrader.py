@@ -1,4 +1,4 @@
-"""Stock `nbgrader autograde` against `python -m grading autograde` on the same class, and where one student's seconds go.
+"""Stock `nbgrader autograde` against `python -m grading autograde` on one class; where one student's seconds go.
 
     .venv/bin/python benchmarks/grading_vs_nbgrader.py [--students 20] [--jobs 2] [--profile-only]
 
@@ -53,7 +53,7 @@ def stock_nbgrader(folder: Path, course: Path) -> tuple[float, dict[str, float]]
     for student in sorted(p.name for p in folder.iterdir()):
         shutil.copytree(folder / student, course / "submitted" / student / ASSIGNMENT)
     (course / "nbgrader_config.py").write_text(
-        "c = get_config()\nc.CourseDirectory.root = %r\nc.Execute.timeout = 60\n" % str(course))
+        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\nc.Execute.timeout = 60\n")
     nbgrader = [str(Path(sys.executable).with_name("nbgrader"))]
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     subprocess.run([*nbgrader, "generate_assignment", ASSIGNMENT, "--force"], cwd=course, env=env, check=True,
@@ -163,9 +163,10 @@ def profile_one_student(folder: Path, work: Path) -> None:
         print(f"  {label:52s} {spent.get(label, 0.0):6.2f} s")
     print(f"  {'the rest of nbgrader autograde (preprocessors, copies, gradebook)':52s} "
           f"{spent.get('autograde', 0.0) - kernel:6.2f} s")
-    print(f"  {'the feedback page (nbconvert to HTML)':52s} {spent.get('the feedback page (nbconvert to HTML)', 0.0):6.2f} s")
+    feedback = spent.get("the feedback page (nbconvert to HTML)", 0.0)
+    print(f"  {'the feedback page (nbconvert to HTML)':52s} {feedback:6.2f} s")
     print(f"  {'the rest (reading grades, likely mistakes)':52s} "
-          f"{total - spent.get('autograde', 0.0) - spent.get('the feedback page (nbconvert to HTML)', 0.0):6.2f} s")
+          f"{total - spent.get('autograde', 0.0) - feedback:6.2f} s")
 
 
 def main() -> None:

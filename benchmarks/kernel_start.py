@@ -69,8 +69,8 @@ def main() -> None:
         imports = statistics.median(t[1] for t in times[sandbox])
         print(f"{'sandboxed' if sandbox else 'no sandbox'}: first reply after {ready:.2f} s, "
               f"then numpy, torch and convlib imported in {imports:.2f} s (medians of {args.repeats})")
-    print(f"the sandbox adds {statistics.median(t[0] for t in times[True]) - statistics.median(t[0] for t in times[False]):.2f} s "
-          f"to a kernel's start")
+    added = statistics.median(t[0] for t in times[True]) - statistics.median(t[0] for t in times[False])
+    print(f"the sandbox adds {added:.2f} s to a kernel's start")
 
 
 if __name__ == "__main__":
