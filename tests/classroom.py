@@ -219,11 +219,6 @@ def max_points(assignment: str) -> float:
                      if c.metadata.get("nbgrader", {}).get("grade")))
 
 
-def points_of(assignment: str, ids) -> float:
-    ids = set(ids)
-    return float(sum(c.metadata["nbgrader"]["points"] for c in source(assignment).cells if grade_id(c) in ids))
-
-
 def as_json(path: Path) -> dict:
     return json.loads(path.read_text())
 

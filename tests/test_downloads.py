@@ -143,7 +143,7 @@ def _errors(cell) -> list[str]:
 
 
 def test_zip_notebook_first_cells_run_in_a_fresh_venv(learner_run):
-    folder, venv, cells = learner_run
+    cells = learner_run[2]
     *setup, first_test, probe = cells
     for cell in setup:
         assert not _errors(cell), f"a cell before the first visible test failed:\n{cell.source[:300]}\n{_errors(cell)}"

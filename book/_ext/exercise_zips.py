@@ -348,5 +348,5 @@ def setup(app):
 
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / OUTPUT
-    for assignment, zip_path in build(ROOT, out).items():
+    for zip_path in build(ROOT, out).values():
         print(zip_path)
