@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ._shapes import as_groups, as_pair, resolve_padding
 from .conv import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 
 __all__ = ["Conv2dFunction", "Conv2d"]
@@ -87,14 +88,6 @@ class Conv2dFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None
 
 
-def _pair(value: Any, name: str) -> tuple[int, int]:
-    if isinstance(value, bool) or not (
-        isinstance(value, int) or (isinstance(value, (tuple, list)) and len(value) == 2)
-    ):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 class Conv2d(nn.Module):
     """Drop-in replacement for ``torch.nn.Conv2d`` computed by :class:`Conv2dFunction`.
 
@@ -130,23 +123,19 @@ class Conv2d(nn.Module):
                 f"padding_mode must be 'zeros' for convlib.Conv2d, got {padding_mode!r}; "
                 "use torch.nn.Conv2d for reflect, replicate or circular padding"
             )
-        if groups < 1 or in_channels % groups or out_channels % groups:
+        # The same checks as the functions' (convlib._shapes): a kernel_size of (1.5, 3) is refused, not truncated.
+        groups = as_groups(groups)
+        if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups={groups} must divide in_channels={in_channels} and "
                 f"out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.dilation = _pair(dilation, "dilation")
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-            if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"padding='same' needs stride 1, got stride={self.stride}")
-            self.padding: tuple[int, int] | str = padding
-        else:
-            self.padding = _pair(padding, "padding")
+        self.kernel_size = as_pair(kernel_size, "kernel_size", 1)
+        self.stride = as_pair(stride, "stride", 1)
+        self.dilation = as_pair(dilation, "dilation", 1)
+        resolve_padding(padding, self.kernel_size, self.stride, self.dilation)  # raises for a bad padding
+        self.padding: tuple[int, int] | str = padding if isinstance(padding, str) else as_pair(padding, "padding", 0)
         self.padding_mode = padding_mode
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(

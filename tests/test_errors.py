@@ -61,7 +61,8 @@ def test_conv_groups_not_dividing_out_channels_raises(call):
 @pytest.mark.parametrize("kh,kw", [(7, 7), (7, 3), (3, 7)])
 def test_conv_kernel_larger_than_padded_input_raises(call, kh, kw):
     # one row or column too many is enough (a 6x6 kernel would fit exactly)
-    _check(call, ValueError, rf"kernel larger than the padded input.*spans {kh}x{kw}.*only 6x6", w=np.zeros((3, 4, kh, kw)))
+    pattern = rf"kernel larger than the padded input.*spans {kh}x{kw}.*only 6x6"
+    _check(call, ValueError, pattern, w=np.zeros((3, 4, kh, kw)))
 
 
 @ALL
@@ -154,7 +155,8 @@ def test_conv2d_grad_input_grad_out_wrong_shape_raises(mod, bad):
 
 @pytest.mark.parametrize("mod", [convlib.conv, loops], ids=["vectorized", "loops"])
 def test_conv2d_grad_weight_grad_out_wrong_shape_raises(mod):
-    with pytest.raises(ValueError, match=r"grad_out must have the forward output's shape \(2, 3, 4, 4\), got \(2, 3, 6, 6\)"):
+    pattern = r"grad_out must have the forward output's shape \(2, 3, 4, 4\), got \(2, 3, 6, 6\)"
+    with pytest.raises(ValueError, match=pattern):
         mod.conv2d_grad_weight(X, W.shape, np.zeros((2, 3, 6, 6)))
 
 
@@ -198,3 +200,44 @@ def test_conv_transpose2d_channel_mismatch_raises():
 def test_conv_transpose2d_string_padding_raises():
     with pytest.raises(TypeError, match=r"padding must be an int or a pair for conv_transpose2d"):
         convlib.conv_transpose2d(X, np.zeros((4, 2, 3, 3)), padding="same")
+
+
+# convlib.Conv2d checks its constructor's arguments with the functions' own checks (convlib._shapes):
+# what the functions refuse, the layer refuses when it is built, naming the argument. nn.Conv2d accepts
+# some of these (stride=0, padding=-1) and fails later, in its forward pass.
+BAD_LAYERS = {
+    "fractional-kernel": ({"kernel_size": (1.5, 3)}, TypeError,
+                          r"kernel_size must be an int or a pair of ints, got \(1\.5, 3\)"),
+    "bool-kernel": ({"kernel_size": True}, TypeError, r"kernel_size must be an int or a pair of ints, got True"),
+    "zero-stride": ({"stride": 0}, ValueError, r"stride must be >= 1 in each direction, got 0"),
+    "zero-dilation": ({"dilation": (1, 0)}, ValueError, r"dilation must be >= 1 in each direction, got \(1, 0\)"),
+    "negative-padding": ({"padding": -1}, ValueError, r"padding must be >= 0 in each direction, got -1"),
+    "three-paddings": ({"padding": (1, 2, 3)}, TypeError, r"padding must be an int or a pair of ints"),
+    "unknown-padding": ({"padding": "full"}, ValueError, r'padding must be an int, a pair, "valid" or "same"'),
+    "float-groups": ({"groups": 2.0}, TypeError, r"groups must be an int, got 2\.0"),
+    "zero-groups": ({"groups": 0}, ValueError, r"groups must be >= 1, got 0"),
+    "groups-not-dividing": ({"groups": 3}, ValueError, r"groups=3 must divide in_channels=4"),
+}
+
+
+@pytest.mark.parametrize("kwargs, exc, pattern", BAD_LAYERS.values(), ids=BAD_LAYERS.keys())
+def test_conv2d_layer_bad_argument_raises(kwargs, exc, pattern):
+    settings = {"kernel_size": 3, **kwargs}
+    with pytest.raises(exc, match=pattern):
+        convlib.Conv2d(4, 6, **settings)
+
+
+def test_conv2d_layer_keeps_its_arguments_as_torch_does():
+    layer = convlib.Conv2d(4, 6, kernel_size=(3, 2), stride=2, padding=(1, 0), dilation=(1, 2), groups=2)
+    assert (layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups) == (
+        (3, 2), (2, 2), (1, 0), (1, 2), 2)
+    assert convlib.Conv2d(4, 6, 3, padding="same").padding == "same"
+
+
+@pytest.mark.parametrize("groups, exc, pattern", [(1.0, TypeError, r"groups must be an int, got 1\.0"),
+                                                  (0, ValueError, r"groups must be >= 1, got 0")])
+def test_conv_transpose2d_bad_groups_raises_like_conv2d(groups, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        convlib.conv_transpose2d(X, np.zeros((4, 2, 3, 3)), groups=groups)
+    with pytest.raises(exc, match=pattern):
+        convlib.conv2d(X, W, groups=groups)

@@ -112,7 +112,7 @@ def test_conv2d_padding_mode_other_than_zeros_raises(mode):
 
 
 def test_conv2d_same_padding_with_stride_raises():
-    with pytest.raises(ValueError, match=r"padding='same' needs stride 1"):
+    with pytest.raises(ValueError, match=r'padding="same" needs stride 1'):
         convlib.Conv2d(2, 2, 3, stride=2, padding="same")
 
 
