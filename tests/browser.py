@@ -131,7 +131,7 @@ class Browser:
         return result["result"].get("value")
 
     def read(self, url: str, expression: str):
-        """Open `url`, wait until it has loaded and its maths is typeset, return the value of a JavaScript expression."""
+        """Open `url`, wait until it loads and its maths is typeset, return the value of a JavaScript expression."""
         target, session = self._open(url)
         try:
             return self.evaluate(expression, session)

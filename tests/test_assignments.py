@@ -1,4 +1,4 @@
-"""The assignments: release notebooks are generated from solutions/ and do not drift, leak or fail where they should not.
+"""The assignments: release notebooks come from solutions/ and do not drift, leak or fail where they should not.
 
 tests/test_mutations.py executes every source notebook in solutions/ top to bottom and fails on an
 error in any cell, so every test there passes with the reference answers (what `nbgrader validate`

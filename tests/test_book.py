@@ -135,7 +135,8 @@ def test_book_every_figure_has_alt_text_and_a_caption(chapter):
             continue
         mystnb = cell.metadata.get("mystnb", {})
         assert str(mystnb.get("image", {}).get("alt", "")).strip(), f"{chapter} cell {index}: a figure without alt text"
-        assert str(mystnb.get("figure", {}).get("caption", "")).strip(), f"{chapter} cell {index}: a figure without a caption"
+        assert str(mystnb.get("figure", {}).get("caption", "")).strip(), \
+            f"{chapter} cell {index}: a figure without a caption"
 
 
 @pytest.mark.parametrize("chapter", [page for page in PAGES if (ROOT / f"{page}.ipynb").exists()])

@@ -161,7 +161,8 @@ def test_zip_notebook_imports_convlib_from_the_zip(learner_run):
     assert Path(seen["prefix"]).resolve() == venv.resolve(), "the kernel did not run in the fresh venv"
     assert seen["convlib"], "no convlib module was imported"
     for module in seen["convlib"]:
-        assert Path(module).resolve().is_relative_to(folder.resolve()), f"convlib imported from outside the zip: {module}"
+        assert Path(module).resolve().is_relative_to(folder.resolve()), \
+            f"convlib imported from outside the zip: {module}"
 
 
 # --- every zip
@@ -213,7 +214,7 @@ def test_zip_holds_the_release_notebook_only(all_zips):
         assert members[notebooks[0]] == (ROOT / "exercises" / name / f"{name}.ipynb").read_bytes()
         convlib = {f"{name}/convlib/{p.name}" for p in (ROOT / "convlib").glob("*.py")}
         files = {m for m in members if not m.endswith("/")}
-        assert files == convlib | {f"{name}/{name}.ipynb"} | {name + "/" + file for file in ("requirements.txt", "README.md")}
+        assert files == convlib | {f"{name}/{file}" for file in (f"{name}.ipynb", "requirements.txt", "README.md")}
         for member, data in members.items():
             for leak in LEAKS:
                 assert leak.encode() not in data, f"{name}: {member} holds {leak!r}"

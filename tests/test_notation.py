@@ -5,7 +5,8 @@ s the stride and the batch index, b the bias and a coordinate, W the kernel and 
 width, c a channel and a column, m a kernel tap and the channel multiplier. Each pattern
 below is one of those clashes, as it was written; the test reads the prose and formulas of
 every chapter, the intro and every assignment (markdown cells), the comments of their code
-cells, their figures' captions and alt text, and convlib's docstrings, and fails on any of them with the rule that replaces it.
+cells, their figures' captions and alt text, and convlib's docstrings, and fails on any of them
+with the rule that replaces it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (pattern, the rule of the notation table it breaks)
 FORBIDDEN = [
-    (r"[OGX](?:_\\text\{pad\})?\[[^\]]*\bp,\s*q\]|\bO\[p\b|\(p,\s*q\)", "an output position is (i, j), not (p, q): p is the padding"),
+    (r"[OGX](?:_\\text\{pad\})?\[[^\]]*\bp,\s*q\]|\bO\[p\b|\(p,\s*q\)",
+     "an output position is (i, j), not (p, q): p is the padding"),
     (r"\[[^\]]*\bm,\s*n\]|\bW\[m\b", "a kernel tap is (u, v), not (m, n): n is the batch index"),
     (r"\b[XOGW](?:_\\text\{pad\})?\[s,|\\sum_\{?s\b|\bs=0\}?\^\{?N", "the batch index is n, not s: s is the stride"),
     (r"\[[^\]]*\br,\s*c\]|\[[^\]]*\bh,\s*v\]", "an input position is (k, l), not (r, c) or (h, v): c is a channel"),
@@ -114,7 +116,8 @@ def test_notation_patterns_catch_the_old_clashes(old):
 
 
 @pytest.mark.parametrize("new", [
-    r"$$ O[n, o, i, j] = b[o] + \sum_{c=0}^{C_\text{in}-1} \sum_{u, v} X_\text{pad}[n, c, i s + u d, j s + v d]\, W[o, c, u, v] $$",
+    r"$$ O[n, o, i, j] = b[o] + \sum_{c=0}^{C_\text{in}-1} \sum_{u, v} "
+    r"X_\text{pad}[n, c, i s + u d, j s + v d]\, W[o, c, u, v] $$",
     r"$\frac{\partial L}{\partial X[k, l]} = \sum_{u, v} G[k - u, l - v]\, W[u, v]$",
     r"$W_\text{rot}[u, v] = W[K_H - 1 - u, K_W - 1 - v]$, shape (N, C_in, H_in, W_in), $K \times K$",
 ])

@@ -26,7 +26,7 @@ EXTENSIONS = ("md", "py", "ipynb", "txt", "lock", "toml", "yml", "cfg")
 # `~/` (then it points outside the repository) but not in the middle of a longer token; a placeholder
 # such as `<assignment>.ipynb` or `{name}.py` does not match, because the name must end in a letter,
 # digit or underscore just before the extension.
-MENTION = re.compile(r"(?<![\w./~$-])((?:~?/)?(?:[\w.-]+/)*[\w.-]*\w\.(?:%s))(?![\w/-])" % "|".join(EXTENSIONS))
+MENTION = re.compile(rf"(?<![\w./~$-])((?:~?/)?(?:[\w.-]+/)*[\w.-]*\w\.(?:{'|'.join(EXTENSIONS)}))(?![\w/-])")
 URL = re.compile(r"\b[a-z][a-z+]*://\S+")
 
 # Names mentioned on purpose that are not files of this repository. Keep this short, one reason each.

@@ -6,11 +6,13 @@ ASSIGNMENT = "ps02-conv-forward"
 
 _edit = edits(ASSIGNMENT)
 
+SETTINGS = "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)"
 SIZE = "return (h + 2 * padding - dilation * (k - 1) - 1) // stride + 1"
 
 MUTATIONS = {
     # --- part A: the output size
-    "size-no-plus-one": _edit("answer-output-size", SIZE, "return (h + 2 * padding - dilation * (k - 1) - 1) // stride"),
+    "size-no-plus-one": _edit("answer-output-size", SIZE,
+                              "return (h + 2 * padding - dilation * (k - 1) - 1) // stride"),
     "size-true-division": _edit("answer-output-size", SIZE,
                                 "return (h + 2 * padding - dilation * (k - 1) - 1) / stride + 1"),
     "size-rounded-up": _edit("answer-output-size", SIZE,
@@ -20,7 +22,8 @@ MUTATIONS = {
                                "return (h + padding - dilation * (k - 1) - 1) // stride + 1"),
     # --- parts B and C: the loops
     # a true convolution: the kernel rotated by 180 degrees
-    "loops-flipped-kernel": _edit("answer-loops", "np.sum(window[c] * w[o, c])", "np.sum(window[c] * w[o, c, ::-1, ::-1])"),
+    "loops-flipped-kernel": _edit("answer-loops", "np.sum(window[c] * w[o, c])",
+                                  "np.sum(window[c] * w[o, c, ::-1, ::-1])"),
     "loops-bias-missing": _edit("answer-loops", "out[n, o, i, j] = total if b is None else total + b[o]",
                                 "out[n, o, i, j] = total"),
     # windows taken at every pixel and the output sized for stride 1
@@ -32,8 +35,9 @@ MUTATIONS = {
     "loops-channel-sum-missing": _edit("answer-loops", "total += np.sum(window[c] * w[o, c])",
                                        "total = np.sum(window[c] * w[o, c])"),
     # the output size without the +1: the last row and column are never computed
-    "loops-output-size-no-plus-one": _edit("answer-loops", "h_out = (h + 2 * ph - kh) // sh + 1\n    w_out = (wd + 2 * pw - kw) // sw + 1",
-                                           "h_out = (h + 2 * ph - kh) // sh\n    w_out = (wd + 2 * pw - kw) // sw"),
+    "loops-output-size-no-plus-one": _edit(
+        "answer-loops", "h_out = (h + 2 * ph - kh) // sh + 1\n    w_out = (wd + 2 * pw - kw) // sw + 1",
+        "h_out = (h + 2 * ph - kh) // sh\n    w_out = (wd + 2 * pw - kw) // sw"),
     # --- part D: im2col
     "im2col-columns-ijc": _edit("answer-im2col", "cols = np.empty((n, h_out, w_out, c, kh, kw), dtype=x.dtype)",
                                 "cols = np.empty((n, h_out, w_out, kh, kw, c), dtype=x.dtype)",
@@ -43,19 +47,21 @@ MUTATIONS = {
                              "return cols.transpose(1, 2, 0, 3, 4, 5).reshape(n * h_out * w_out, c * kh * kw)"),
     "im2col-transposed": _edit("answer-im2col", "return cols.reshape(n * h_out * w_out, c * kh * kw)",
                                "return cols.reshape(n * h_out * w_out, c * kh * kw).T"),
-    "im2col-padding-ignored": _edit("answer-im2col", "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
+    "im2col-padding-ignored": _edit("answer-im2col", SETTINGS,
                                     "(sh, sw), (ph, pw), (dh, dw) = pair(stride), (0, 0), pair(dilation)"),
-    "im2col-stride-ignored": _edit("answer-im2col", "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
+    "im2col-stride-ignored": _edit("answer-im2col", SETTINGS,
                                    "(sh, sw), (ph, pw), (dh, dw) = (1, 1), pair(padding), pair(dilation)"),
     # --- part E: the vectorized layer
-    "im2col-layer-flipped-kernel": _edit("answer-conv-im2col", "w.reshape(c_out, -1).T", "w[..., ::-1, ::-1].reshape(c_out, -1).T"),
+    "im2col-layer-flipped-kernel": _edit("answer-conv-im2col", "w.reshape(c_out, -1).T",
+                                         "w[..., ::-1, ::-1].reshape(c_out, -1).T"),
     "im2col-layer-bias-missing": _edit("answer-conv-im2col", "rows = rows + b", "rows = rows"),
     # the bias broadcast along the last axis of the NCHW output (the width)
-    "im2col-layer-bias-along-width": _edit("answer-conv-im2col",
-                                           "        rows = rows + b          # one bias per filter, i.e. per column, broadcast over every window\n"
-                                           "    return rows.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2)",
-                                           "        return rows.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2) + b\n"
-                                           "    return rows.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2)"),
+    "im2col-layer-bias-along-width": _edit(
+        "answer-conv-im2col",
+        "        rows = rows + b          # one bias per filter, i.e. per column, broadcast over every window\n"
+        "    return rows.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2)",
+        "        return rows.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2) + b\n"
+        "    return rows.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2)"),
     # the filters flattened the wrong way round: reshape(C_in*KH*KW, C_out) is not the transpose
     "im2col-layer-weight-reshape": _edit("answer-conv-im2col", "w.reshape(c_out, -1).T", "w.reshape(-1, c_out)"),
     # right numbers, but a Python loop over output positions
@@ -78,7 +84,7 @@ def conv2d_im2col(x, w, b=None, stride=1, padding=0, dilation=1):
             out[:, :, i, j] = window.reshape(n, -1) @ w_mat.T
     return out if b is None else out + b.reshape(1, -1, 1, 1)'''},
     # --- part F (bonus): dilation
-    "im2col-dilation-ignored": _edit("answer-im2col", "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
+    "im2col-dilation-ignored": _edit("answer-im2col", SETTINGS,
                                      "(sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), (1, 1)"),
     # --- shortcuts: a ready-made implementation earns nothing
     "shortcut-convlib-loops": {"answer-loops": '''\

@@ -19,7 +19,8 @@ MUTATIONS = {
     "insert-zeros-one-too-many": _edit("answer-insert-zeros",
                                        "(h_out - 1) * sh + 1, (w_out - 1) * sw + 1",
                                        "(h_out - 1) * (sh + 1) + 1, (w_out - 1) * (sw + 1) + 1",
-                                       "spread[:, :, ::sh, ::sw] = grad_out", "spread[:, :, ::sh + 1, ::sw + 1] = grad_out"),
+                                       "spread[:, :, ::sh, ::sw] = grad_out",
+                                       "spread[:, :, ::sh + 1, ::sw + 1] = grad_out"),
     # the entries repeated s times instead of separated by zeros
     "insert-zeros-repeats": {"answer-insert-zeros": '''\
 def insert_zeros(grad_out, stride):
@@ -78,9 +79,10 @@ def crop_padding(grad_x_padded, padding):
     # no accumulation: each tap overwrites the previous ones
     "full-correlation-overwrites": _edit("answer-full-correlation", "grad_x += np.einsum", "grad_x = np.einsum"),
     # no sum over output channels: only the last one counts
-    "full-correlation-last-channel": _edit("answer-full-correlation",
-                                           'np.einsum("nohw,oc->nchw", g_full[:, :, i:i + h, j:j + wd], w_rot[:, :, i, j])',
-                                           'np.einsum("nhw,c->nchw", g_full[:, -1, i:i + h, j:j + wd], w_rot[-1, :, i, j])'),
+    "full-correlation-last-channel": _edit(
+        "answer-full-correlation",
+        'np.einsum("nohw,oc->nchw", g_full[:, :, i:i + h, j:j + wd], w_rot[:, :, i, j])',
+        'np.einsum("nhw,c->nchw", g_full[:, -1, i:i + h, j:j + wd], w_rot[-1, :, i, j])'),
 
     # --- part D: strided_grad_input
     # the classic: stride without zero insertion

@@ -80,8 +80,10 @@ def rel_error(a, b):
 
     # --- part C: adjoint_gap
     # the transpose forgotten: <x, forward(g)>
-    "adjoint-missing-transpose": _edit("answer-adjoint", "rhs = np.sum(x * backward(g))", "rhs = np.sum(x * forward(g))"),
-    "adjoint-no-abs": _edit("answer-adjoint", "return float(abs(lhs - rhs) / bound)", "return float((lhs - rhs) / bound)"),
+    "adjoint-missing-transpose": _edit("answer-adjoint", "rhs = np.sum(x * backward(g))",
+                                       "rhs = np.sum(x * forward(g))"),
+    "adjoint-no-abs": _edit("answer-adjoint", "return float(abs(lhs - rhs) / bound)",
+                            "return float((lhs - rhs) / bound)"),
     "adjoint-scale-by-x": _edit("answer-adjoint", "bound = np.sqrt(np.sum(image ** 2)) * np.sqrt(np.sum(g ** 2))",
                                 "bound = np.sqrt(np.sum(x ** 2)) * np.sqrt(np.sum(g ** 2))"),
     "adjoint-no-scale": _edit("answer-adjoint", "return float(abs(lhs - rhs) / bound)", "return float(abs(lhs - rhs))"),

@@ -62,8 +62,9 @@ MUTATIONS = {
     "weight-plain-tensor": _edit(MODULE, "self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))",
                                  "self.weight = torch.empty(out_channels, in_channels, kh, kw, requires_grad=True)"),
     # no bias parameter even when bias=True
-    "bias-parameter-missing": _edit(MODULE, "if bias:\n            self.bias = nn.Parameter(torch.empty(out_channels))\n"
-                                            "        else:\n            self.register_parameter",
+    "bias-parameter-missing": _edit(MODULE,
+                                    "if bias:\n            self.bias = nn.Parameter(torch.empty(out_channels))\n"
+                                    "        else:\n            self.register_parameter",
                                     "self.register_parameter"),
     # a bias of zeros even when bias=False: an extra state_dict key
     "bias-created-when-false": _edit(MODULE, "if bias:\n", "if True:\n"),

@@ -52,7 +52,8 @@ MUTATIONS = {
     "gate-numpy-round-trip": _edit("answer-gated-conv", "scale = torch.sigmoid(self.gate)",
                                    "scale = torch.from_numpy(1 / (1 + np.exp(-self.gate.detach().numpy())))"),
     # .data instead of .detach(): the same cut
-    "gate-data": _edit("answer-gated-conv", "scale = torch.sigmoid(self.gate)", "scale = torch.sigmoid(self.gate.data)"),
+    "gate-data": _edit("answer-gated-conv", "scale = torch.sigmoid(self.gate)",
+                       "scale = torch.sigmoid(self.gate.data)"),
     # a new leaf that requires grad: the gradient stops at it and never reaches the gate
     "gate-new-leaf": _edit("answer-gated-conv", "scale = torch.sigmoid(self.gate)",
                            "scale = torch.sigmoid(self.gate).detach().requires_grad_()"),
@@ -83,8 +84,9 @@ MUTATIONS = {
     "step-sigmoid": _edit("answer-binary-conv", "fired = pre + ((pre > 0).to(pre.dtype) - pre).detach()",
                           "fired = torch.sigmoid(pre)"),
     # a surrogate slope (the sigmoid's derivative) instead of the identity: wrong values
-    "step-sigmoid-surrogate": _edit("answer-binary-conv", "fired = pre + ((pre > 0).to(pre.dtype) - pre).detach()",
-                                    "fired = (pre > 0).to(pre.dtype) + torch.sigmoid(pre) - torch.sigmoid(pre).detach()"),
+    "step-sigmoid-surrogate": _edit(
+        "answer-binary-conv", "fired = pre + ((pre > 0).to(pre.dtype) - pre).detach()",
+        "fired = (pre > 0).to(pre.dtype) + torch.sigmoid(pre) - torch.sigmoid(pre).detach()"),
 
     # --- part D: TwoCorr's custom Function
     # the repair undone: the kernel not rotated in dL/dX

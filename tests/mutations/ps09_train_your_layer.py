@@ -12,7 +12,8 @@ _edit = edits(ASSIGNMENT)
 
 WEIGHT, INPUT, BACKWARD = "answer-grad-weight", "answer-grad-input", "answer-backward"
 WEIGHT_SUM = 'np.einsum("scij,soij->oc", met, grad_out)'
-INPUT_SLICES = "m:m + row_step * (h_out - 1) + 1:row_step,\n                        k:k + col_step * (w_out - 1) + 1:col_step]"
+INPUT_SLICES = ("m:m + row_step * (h_out - 1) + 1:row_step,\n"
+                "                        k:k + col_step * (w_out - 1) + 1:col_step]")
 RETURN = "return grad_x, grad_w, grad_b, None, None"
 
 MUTATIONS = {
@@ -28,7 +29,8 @@ MUTATIONS = {
         WEIGHT, "x_padded = np.pad(x, ((0, 0), (0, 0), (row_pad, row_pad), (col_pad, col_pad)))", "x_padded = x"),
     # stride forgotten: tap (m, n) taken to meet a contiguous block of pixels
     "grad-weight-stride-ignored": _edit(
-        WEIGHT, "met = x_padded[:, :, m:m + row_step * (h_out - 1) + 1:row_step, n:n + col_step * (w_out - 1) + 1:col_step]",
+        WEIGHT,
+        "met = x_padded[:, :, m:m + row_step * (h_out - 1) + 1:row_step, n:n + col_step * (w_out - 1) + 1:col_step]",
         "met = x_padded[:, :, m:m + h_out, n:n + w_out]"),
     # a shortcut: convlib's own function
     "grad-weight-delegates-to-convlib": {WEIGHT: '''\
