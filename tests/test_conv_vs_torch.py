@@ -242,3 +242,58 @@ def test_conv2d_and_grads_accept_non_contiguous_views(view, padding):
     np.testing.assert_allclose(convlib.conv2d(x, w, None, 1, padding), ref["out"], RTOL64, ATOL64)
     np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, 1, padding), ref["grad_x"], RTOL64, ATOL64)
     np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, 1, padding), ref["grad_w"], RTOL64, ATOL64)
+
+
+def _step(case, seed):
+    """One training step's inputs for a CASES entry, with PyTorch's results to compare with."""
+    N, C_in, C_out, H, W, KH, KW, s, p, d, g = case
+    x, w, b = make_case(seed, N, C_in, C_out, H, W, KH, KW, g)
+    return x, w, b, (s, p, d, g), torch_reference(x, w, b, seed + 1, s, p, d, g)
+
+
+def _check_step(x, w, b, settings, ref):
+    go = ref["grad_out"]
+    np.testing.assert_allclose(convlib.conv2d(x, w, b, *settings), ref["out"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, *settings), ref["grad_x"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, *settings), ref["grad_w"], RTOL64, ATOL64)
+
+
+def test_arrays_above_the_workspace_limit_are_used_once_and_not_kept(monkeypatch):
+    # convlib keeps its scratch arrays between calls only up to a size (32 MiB); a larger call gets
+    # arrays of its own, which are neither kept nor reused by the next call. The limit is lowered here
+    # so that small cases cross it: every array of "stride2_pad1" fits in 8 KiB, the im2col matrix of
+    # "basic" (15552 bytes) does not.
+    from convlib import _im2col
+
+    monkeypatch.setattr(_im2col, "_KEEP_BYTES", 8192)
+    small, large = _step(CASES["stride2_pad1"], 60), _step(CASES["basic"], 62)
+    for x, w, b, settings, ref in (small, large, small, large, large, small):
+        _check_step(x, w, b, settings, ref)
+        kept = max(buf.nbytes for buf in _im2col._work.buffers.values())
+        assert kept <= 8192, f"a {kept}-byte scratch array was kept, above the 8192-byte limit"
+
+
+def test_two_threads_get_the_right_results_at_once():
+    # The scratch arrays and the kept im2col matrix belong to the thread that made them: two
+    # threads computing at the same time (NumPy releases the GIL in copies and products) must
+    # not see each other's. Same geometry in both, so that they would share buffers if shared.
+    import threading
+
+    steps = [_step(CASES["groups_stride_dilation"], seed) for seed in (70, 72)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def work(step):
+        start.wait()
+        try:
+            for _ in range(60):
+                _check_step(*step)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(step,)) for step in steps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
