@@ -235,7 +235,8 @@ def test_conv2d_and_grads_match_torch_property(params):
 @pytest.mark.parametrize("view", ["flipped", "transposed", "sliced"])
 def test_conv2d_and_grads_accept_non_contiguous_views(view, padding):
     base = np.random.default_rng(40).standard_normal((2, 3, 9, 9))
-    x = {"flipped": base[:, :, ::-1, :], "transposed": base.transpose(0, 1, 3, 2), "sliced": base[:, :, 1::2, ::2]}[view]
+    views = {"flipped": base[:, :, ::-1, :], "transposed": base.transpose(0, 1, 3, 2), "sliced": base[:, :, 1::2, ::2]}
+    x = views[view]
     w = np.random.default_rng(41).standard_normal((4, 3, 3, 3))[:, :, ::-1, :]
     ref = torch_reference(np.ascontiguousarray(x), np.ascontiguousarray(w), None, 42, 1, padding, 1, 1)
     go = ref["grad_out"].transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)  # non-contiguous too
@@ -251,11 +252,11 @@ def _step(case, seed):
     return x, w, b, (s, p, d, g), torch_reference(x, w, b, seed + 1, s, p, d, g)
 
 
-def _check_step(x, w, b, settings, ref):
+def _check_step(x, w, b, args, ref):
     go = ref["grad_out"]
-    np.testing.assert_allclose(convlib.conv2d(x, w, b, *settings), ref["out"], RTOL64, ATOL64)
-    np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, *settings), ref["grad_x"], RTOL64, ATOL64)
-    np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, *settings), ref["grad_w"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d(x, w, b, *args), ref["out"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, *args), ref["grad_x"], RTOL64, ATOL64)
+    np.testing.assert_allclose(convlib.conv2d_grad_weight(x, w.shape, go, *args), ref["grad_w"], RTOL64, ATOL64)
 
 
 def test_arrays_above_the_workspace_limit_are_used_once_and_not_kept(monkeypatch):
@@ -267,8 +268,8 @@ def test_arrays_above_the_workspace_limit_are_used_once_and_not_kept(monkeypatch
 
     monkeypatch.setattr(_im2col, "_KEEP_BYTES", 8192)
     small, large = _step(CASES["stride2_pad1"], 60), _step(CASES["basic"], 62)
-    for x, w, b, settings, ref in (small, large, small, large, large, small):
-        _check_step(x, w, b, settings, ref)
+    for step in (small, large, small, large, large, small):
+        _check_step(*step)
         kept = max(buf.nbytes for buf in _im2col._work.buffers.values())
         assert kept <= 8192, f"a {kept}-byte scratch array was kept, above the 8192-byte limit"
 
