@@ -1,11 +1,13 @@
 """The benchmark scripts still run and refuse what they cannot measure.
 
 The profiling script's written-out steps must still be convlib's (it refuses to
-time them otherwise); the A/B script must import an earlier commit's convlib.
+time them otherwise); the A/B script must import an earlier commit's convlib;
+the comparison with PyTorch must give both libraries the same thread count.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +49,34 @@ def test_ab_rejects_an_unknown_revision():
     done = subprocess.run([sys.executable, str(AB_SCRIPT), "no-such-revision"], capture_output=True, text=True)
     assert done.returncode != 0
     assert "git archive no-such-revision failed" in done.stderr
+
+
+CONV_SCRIPT = SCRIPT.parent / "conv_vs_torch.py"
+SECTION = re.compile(r"^== (\d+) threads?: torch (\d+), NumPy's BLAS (.+) ==$", re.M)
+
+
+def test_conv_vs_torch_times_both_libraries_at_equal_threads_1_and_2():
+    shape = "2,3,4,6,3,1,1,1,1"
+    done = subprocess.run([sys.executable, str(CONV_SCRIPT), "--quick", "--threads", "1,2", "--shape", shape],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    # the thread counts each section reports are read back from torch and threadpoolctl, not echoed
+    sections = SECTION.findall(out)
+    assert [(n, torch_n) for n, torch_n, _ in sections] == [("1", "1"), ("2", "2")], out
+    for n, _, blas in sections:
+        assert blas.split(", ") and all(pool.endswith(f" {n}") for pool in blas.split(", ")), out
+    assert out.count("numpy float32 matmul, 1024x1024 @ 1024x1024: ") == 2, out
+    rows = [line.split() for line in out.splitlines() if line.startswith(shape)]
+    assert len(rows) == 2, out
+    for row in rows:
+        # shape, GFLOP, convlib ms, torch ms, ratio, range, convlib GF/s, torch GF/s, of matmul, interleaved
+        assert len(row) == 10 and row[8].endswith("%"), row
+        convlib_ms, torch_ms, ratio, interleaved = (float(row[i]) for i in (2, 3, 4, 9))
+        assert convlib_ms > 0 and torch_ms > 0 and ratio >= 0 and interleaved >= 0, row
+        # a single round's ratio can print as 0.00 when another process stalls one of PyTorch's blocks
+        low, high = (float(v) for v in row[5].split("-"))
+        assert 0 <= low <= high, row
+    assert re.search(r"^  1 thread: (met|missed); highest ratio \d+\.\d\d \(" + shape + r"\)$", out, re.M), out
+    assert re.search(r"^  2 threads: (met|missed); highest ratio \d+\.\d\d \(" + shape + r"\)$", out, re.M), out
+    assert out.rstrip().splitlines()[-1].startswith("done: 1 shape at 1 and 2 threads, 3 rounds of 4-step blocks"), out
