@@ -267,6 +267,7 @@ def test_arrays_above_the_workspace_limit_are_used_once_and_not_kept(monkeypatch
     from convlib import _im2col
 
     monkeypatch.setattr(_im2col, "_KEEP_BYTES", 8192)
+    monkeypatch.setattr(_im2col, "_work", _im2col._Workspace())  # without what earlier tests kept
     small, large = _step(CASES["stride2_pad1"], 60), _step(CASES["basic"], 62)
     for step in (small, large, small, large, large, small):
         _check_step(*step)
