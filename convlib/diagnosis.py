@@ -55,6 +55,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._graph import backward_nodes
+
 __all__ = ["diagnose", "Diagnosis", "CAUSES"]
 
 # cause code -> (what it means, how to fix it), in plain words
@@ -305,18 +307,6 @@ def _same_rng(seed: int = 0):
     return rng
 
 
-def _graph_nodes(root) -> list:
-    seen, stack, nodes = set(), [root], []
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        nodes.append(node)
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return nodes
-
-
 def _first_nonfinite_node(loss: torch.Tensor, targets: list[torch.Tensor]) -> str | None:
     """The first backward node whose outgoing gradient is non-finite although what came in was finite."""
     culprit: list[str] = []
@@ -329,7 +319,8 @@ def _first_nonfinite_node(loss: torch.Tensor, targets: list[torch.Tensor]) -> st
                 culprit.append(node.name())
         return check
 
-    handles = [node.register_hook(hook(node)) for node in _graph_nodes(loss.grad_fn)]
+    nodes = backward_nodes(loss.grad_fn) if loss.grad_fn is not None else []
+    handles = [node.register_hook(hook(node)) for node in nodes]
     try:
         torch.autograd.grad(loss, targets, allow_unused=True)
     except RuntimeError:

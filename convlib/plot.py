@@ -10,13 +10,15 @@ highlight with the same index arithmetic as ``convlib.loops``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
 from ._figure import Figure
+from ._graph import backward_nodes, next_nodes
 from ._shapes import IntPair, Padding, as_pair, conv_geometry
 from .scalar import Value
 
@@ -46,14 +48,18 @@ __all__ = [
     "image_row",
 ]
 
+Key = TypeVar("Key", bound=Hashable)
+
 # One palette for the whole book, readable in grey-scale print too.
 PAD_COLOR = "#e8e8e8"
 READ_COLOR = "#f4a259"
 OUT_COLOR = "#5b8e7d"
 EDGE_COLOR = "#555555"
-# Node colours of the graph drawings, shared with ``Value.draw``: leaves blue, operations orange.
+# Node colours of the graph drawings (``computational_graph``, which ``Value.draw`` calls, and
+# ``autograd_graph``): leaves blue, operations orange, computed values white, the output green.
 LEAF_FILL, LEAF_EDGE = "#dceaf7", "#2f5f8f"
 OP_FILL, OP_EDGE = "#fdebd3", "#b8741a"
+NODE_FILL, OUT_FILL = "#ffffff", "#dcebe5"
 
 
 def _draw_grid(ax, values: np.ndarray | None, shape: tuple[int, int], colors: Mapping[tuple[int, int], str],
@@ -162,11 +168,157 @@ def sliding_window(
     return fig
 
 
-def computational_graph(value: Value) -> Figure:
-    """The computational graph that ends at ``value``, with each node's data and grad."""
+def _fmt(x: float) -> str:
+    return f"{x:.2f}" if abs(x) < 1e4 else f"{x:.2e}"
+
+
+def _layered_layout(order: Sequence[Key], inputs_of: Callable[[Key], Sequence[Key]], step: float,
+                    rank: Callable[[Key], int] | None = None) -> tuple[dict[Key, int], dict[Key, float]]:
+    """Where each node of a graph goes in a drawing in layers: its layer, and its place along that layer.
+
+    A node's layer is the length of the longest path to it from a node without
+    inputs, so that every edge runs from a lower layer to a higher one. In each
+    layer, taken in the order of ``order`` (or sorted by ``rank``), the i-th node
+    without inputs wishes to sit at ``i * step`` and every other node at the mean
+    place of its inputs; the nodes are sorted by that wish, pushed apart until
+    neighbours are at least ``step`` apart, and the layer is shifted back by the
+    mean push, so that it stays centred under its inputs.
+
+    Args:
+        order: every node, each after all of its inputs.
+        inputs_of: a node's inputs (a repeated input counts twice in the mean).
+        step: the least distance between neighbours in a layer.
+        rank: the order of the nodes inside a layer, if not that of ``order``.
+
+    Returns:
+        ``(layer, place)``: dicts keyed by node.
+
+    >>> inputs = {"q": ["x", "y"], "f": ["q", "z"]}
+    >>> _layered_layout(["x", "y", "q", "z", "f"], lambda n: inputs.get(n, []), step=1.0)
+    ({'x': 0, 'y': 0, 'q': 1, 'z': 0, 'f': 2}, {'x': 0.0, 'y': 1.0, 'z': 2.0, 'q': 0.5, 'f': 1.25})
+    """
+    layer: dict[Key, int] = {}
+    for node in order:
+        layer[node] = 1 + max((layer[k] for k in inputs_of(node)), default=-1)
+    place: dict[Key, float] = {}
+    for d in range(max(layer.values(), default=-1) + 1):
+        row = [node for node in order if layer[node] == d]
+        if rank is not None:
+            row.sort(key=rank)
+        wish: dict[Key, float] = {}
+        for i, node in enumerate(row):
+            inputs = inputs_of(node)
+            wish[node] = sum(place[k] for k in inputs) / len(inputs) if inputs else i * step
+        row.sort(key=lambda node: wish[node])  # stable: ties keep the order above
+        for i, node in enumerate(row):
+            place[node] = wish[node] if i == 0 else max(wish[node], place[row[i - 1]] + step)
+        shift = sum(wish[node] - place[node] for node in row) / len(row)
+        for node in row:
+            place[node] += shift
+    return layer, place
+
+
+def _repeats(edges: Sequence[Hashable]) -> list[int]:
+    """For each edge, how many times the same edge came before it (0 for its first drawing)."""
+    count: dict[Hashable, int] = {}
+    out = []
+    for edge in edges:
+        out.append(count.get(edge, 0))
+        count[edge] = out[-1] + 1
+    return out
+
+
+def _box_width(texts: Iterable[str], fontsize: float) -> float:
+    """Width in inches of a box that holds the longest line of ``texts`` in monospace, with a margin."""
+    char_w = 0.6 * fontsize / 72  # a monospace character is about 0.6 em wide
+    return max(len(line) for text in texts for line in text.split("\n")) * char_w + 0.3
+
+
+def _graph_axes(ax: Any, left: float, width: float, bottom: float, top: float) -> Any:
+    """The axes of a graph drawing whose data units are inches, so that monospace text fits its box.
+
+    Without ``ax``, a figure of exactly ``width`` by ``top - bottom`` inches whose
+    axes fill it; with one, the caller has chosen the figure's size.
+    """
+    if ax is None:
+        ax = Figure(figsize=(width, top - bottom)).add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(left, left + width)
+    ax.set_ylim(bottom, top)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
+
+
+def _text_box(ax: Any, centre: tuple[float, float], size: tuple[float, float], text: str, fill: str, edge: str,
+              fontsize: float, lw: float | None = None, linespacing: float | None = None) -> None:
+    """A rounded box with monospace text in it, above the arrows (None: matplotlib's default)."""
+    (x, y), (w, h) = centre, size
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.08",
+                                zorder=3, fc=fill, ec=edge, lw=lw))
+    ax.text(x, y, text, ha="center", va="center", family="monospace", fontsize=fontsize, zorder=4,
+            linespacing=linespacing)
+
+
+def _arrow(ax: Any, start: tuple[float, float], end: tuple[float, float], repeat: int = 0,
+           head: float = 12, lw: float = 1.1) -> None:
+    """An arrow below the boxes; the ``repeat``-th copy of an edge (x * x) bends, to alternate sides."""
+    ax.add_patch(FancyArrowPatch(start, end, connectionstyle=f"arc3,rad={0.3 * repeat * (-1) ** repeat}",
+                                 arrowstyle="-|>", mutation_scale=head, color=EDGE_COLOR, lw=lw,
+                                 shrinkA=0, shrinkB=0, zorder=2))
+
+
+def computational_graph(value: Value, ax: Any = None) -> Figure:
+    """The computational graph that ends at ``value``, leaves on the left and ``value`` on the right.
+
+    Each value is a box "label | data | grad" (leaves blue); each operation an
+    orange circle between its inputs and its result, a repeated input (a * a)
+    with an arrow of its own. Values sit in columns by their longest path from
+    a leaf, each as near as it can to the mean height of its inputs. Without
+    ``ax`` a new figure is sized to fit the graph (about 15 nodes stay legible).
+    ``Value.draw`` calls this.
+
+    Args:
+        value: the output of a computation on ``convlib.Value``.
+        ax: axes to draw into; the caller then chooses the figure size.
+
+    Returns:
+        The figure holding the drawing.
+
+    >>> a = Value(3.0, label="a")
+    >>> fig = computational_graph(a * a)
+    >>> [t.get_text() for t in fig.axes[0].texts]
+    ['a | data 3.00 | grad 0.00', 'data 9.00 | grad 0.00', '×']
+    """
     if not isinstance(value, Value):
         raise TypeError(f"value must be a convlib.Value, got {type(value).__name__}")
-    return value.draw()
+    order = value._topological_order()
+    texts = {n: " | ".join(s for s in (n.label, f"data {_fmt(n.data)}", f"grad {_fmt(n.grad)}") if s)
+             for n in order}
+    # Geometry in inches: the axes make one data unit one inch, so the text fits its box.
+    font = 9
+    box_w, box_h, radius, row = _box_width(texts.values(), font), 0.42, 0.25, 0.8
+    gap = 2 * radius + 1.0
+    column, depth_down = _layered_layout(order, lambda n: n.parents, row)
+    y = {n: -down for n, down in depth_down.items()}  # the first leaf on top
+    x_of = [0.25 + box_w / 2 + d * (box_w + gap) for d in range(max(column.values()) + 1)]
+    width = x_of[-1] + box_w / 2 + 0.25
+    ax = _graph_axes(ax, 0.0, width, min(y.values()) - 0.5, max(y.values()) + 0.5)
+    for node in order:
+        x0, y0 = x_of[column[node]], y[node]
+        parents = node.parents
+        _text_box(ax, (x0, y0), (box_w, box_h), texts[node], NODE_FILL if parents else LEAF_FILL, LEAF_EDGE, font)
+        if not parents:
+            continue
+        cx = x0 - box_w / 2 - gap / 2
+        ax.add_patch(Circle((cx, y0), radius, fc=OP_FILL, ec=OP_EDGE, zorder=3))
+        ax.text(cx, y0, node._symbol, ha="center", va="center", fontsize=font, zorder=4)
+        _arrow(ax, (cx + radius, y0), (x0 - box_w / 2, y0))
+        for parent, repeat in zip(parents, _repeats([id(p) for p in parents])):
+            px, py = x_of[column[parent]] + box_w / 2, y[parent]
+            dx, dy = cx - px, y0 - py
+            norm = math.hypot(dx, dy)  # the arrow ends on the circle, pointing at its centre
+            _arrow(ax, (px, py), (cx - radius * dx / norm, y0 - radius * dy / norm), repeat)
+    return ax.figure
 
 
 def array_row(
@@ -607,27 +759,16 @@ def finite_difference_error(eps: Sequence[float], errors: Mapping[str, Sequence[
     return fig
 
 
-def _backward_nodes(root_fn: Any) -> tuple[list[Any], dict[int, list[Any]]]:
-    """Every node reachable from ``root_fn`` through ``next_functions``, in topological order.
+def _grad_fn_of(tensor: torch.Tensor, what: str) -> Any:
+    """``tensor.grad_fn``, after checking that there is one; ``what`` the caller does with the graph."""
+    import torch
 
-    Returns the nodes (each once, however many paths reach it) with the root
-    first and every node before the nodes it sends gradients to, and for each
-    node (by id) its children in ``next_functions`` order, None entries dropped.
-    """
-    children: dict[int, list[Any]] = {}
-    postorder: list[Any] = []
-    stack: list[tuple[Any, bool]] = [(root_fn, False)]
-    while stack:  # iterative depth-first search: deep graphs do not hit the recursion limit
-        fn, expanded = stack.pop()
-        if expanded:
-            postorder.append(fn)
-            continue
-        if id(fn) in children:
-            continue
-        children[id(fn)] = [f for f, _ in fn.next_functions if f is not None]
-        stack.append((fn, True))
-        stack.extend((f, False) for f in reversed(children[id(fn)]) if id(f) not in children)
-    return postorder[::-1], children
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.grad_fn is None:
+        kind = "a leaf" if tensor.requires_grad else "a tensor that autograd did not record"
+        raise ValueError(f"tensor has no grad_fn ({kind}): there is no backward graph to {what}")
+    return tensor.grad_fn
 
 
 def backward_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -652,15 +793,7 @@ def backward_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
     >>> [t is a for t in leaves]
     [True]
     """
-    import torch
-
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.grad_fn is None:
-        kind = "a leaf" if tensor.requires_grad else "a tensor that autograd did not record"
-        raise ValueError(f"tensor has no grad_fn ({kind}): there is no backward graph to walk")
-    nodes, _ = _backward_nodes(tensor.grad_fn)
-    return [fn.variable for fn in nodes if hasattr(fn, "variable")]
+    return [fn.variable for fn in backward_nodes(_grad_fn_of(tensor, "walk")) if hasattr(fn, "variable")]
 
 
 def autograd_graph(
@@ -696,13 +829,8 @@ def autograd_graph(
     ['AccumulateGrad\nx (3,)', 'MulBackward0', 'SumBackward0', 'output ()']
     """
     import torch
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.grad_fn is None:
-        kind = "a leaf" if tensor.requires_grad else "a tensor that autograd did not record"
-        raise ValueError(f"tensor has no grad_fn ({kind}): there is no backward graph to draw")
+    grad_fn = _grad_fn_of(tensor, "draw")
     names = dict(names or {})
     # Look tensors up by identity: == on tensors compares values, elementwise.
     leaf_name = {id(t): n for t, n in names.items() if t.grad_fn is None}
@@ -712,10 +840,10 @@ def autograd_graph(
     def shape(t: Any) -> str:
         return str(tuple(t.shape))
 
-    nodes, children = _backward_nodes(tensor.grad_fn)
+    nodes = backward_nodes(grad_fn)
     root = "output"
-    label = {root: f"{own_name} {shape(tensor)}"}
-    kind = {root: "output"}
+    label: dict[Hashable, str] = {root: f"{own_name} {shape(tensor)}"}
+    kind: dict[Hashable, str] = {root: "output"}
     for fn in nodes:
         key = id(fn)
         cls = type(fn).__name__
@@ -725,71 +853,40 @@ def autograd_graph(
         else:
             label[key] = cls + (f"\ngives {made_by[key]}" if key in made_by else "")
             kind[key] = "custom" if isinstance(fn, torch.autograd.function.BackwardCFunction) else "op"
-    edges = [(root, id(tensor.grad_fn))] + [(id(fn), id(c)) for fn in nodes for c in children[id(fn)]]
-
-    # Row = longest path from the tensor, so every arrow points down.
-    depth = {root: 0}
-    for fn in nodes:  # topological order: all of a node's senders come before it
-        depth.setdefault(id(fn), 1)
-        for c in children[id(fn)]:
-            depth[id(c)] = max(depth.get(id(c), 0), depth[id(fn)] + 1)
-    senders: dict[Any, list[Any]] = {}
-    first_seen: dict[Any, int] = {root: 0}
+    edges: list[tuple[Hashable, Hashable]] = [(root, id(grad_fn))]
+    edges += [(id(fn), id(c)) for fn in nodes for c in next_nodes(fn)]
+    senders: dict[Hashable, list[Hashable]] = {}
+    first_seen: dict[Hashable, int] = {root: 0}
     for a, b in edges:
         senders.setdefault(b, []).append(a)
         first_seen.setdefault(b, len(first_seen))  # inputs left to right in the order of the call
 
     # Geometry in inches (axes fill the figure), so monospace text fits its box.
-    font, char_w, line_h = 8.5, 0.6 * 8.5 / 72, 0.17
+    font, line_h = 8.5, 0.17
     lines = max(text.count("\n") + 1 for text in label.values())
-    box_w = max(len(part) for text in label.values() for part in text.split("\n")) * char_w + 0.3
-    box_h = lines * line_h + 0.16
+    box_w, box_h = _box_width(label.values(), font), lines * line_h + 0.16
     step_x, step_y = box_w + 0.3, box_h + 0.45
+    # Row = longest path from the tensor, so every arrow points down; each node as near as it can
+    # to the mean position of the nodes that send to it.
+    depth, x = _layered_layout([root, *(id(fn) for fn in nodes)], lambda k: senders.get(k, []), step_x,
+                               rank=first_seen.__getitem__)
     n_rows = max(depth.values()) + 1
-
-    # Each node as near as possible below the mean position of the nodes that send to it,
-    # then pushed apart to avoid overlaps and re-centred (as Value.draw does).
-    x: dict[Any, float] = {}
-    for d in range(n_rows):
-        row = sorted((k for k in label if depth[k] == d), key=lambda k: first_seen[k])
-        wish = {k: sum(x[s] for s in senders[k]) / len(senders[k]) if k in senders else 0.0 for k in row}
-        row.sort(key=lambda k: wish[k])  # stable: ties keep the order of the call
-        for i, k in enumerate(row):
-            x[k] = wish[k] if i == 0 else max(wish[k], x[row[i - 1]] + step_x)
-        shift = sum(wish[k] - x[k] for k in row) / len(row)
-        for k in row:
-            x[k] += shift
     left = min(x.values()) - box_w / 2 - 0.25
     width = max(x.values()) + box_w / 2 + 0.25 - left
     y_of = {d: -d * step_y for d in range(n_rows)}
     legend_h, title_h = 0.45, (0.4 if title else 0.0)
     top = box_h / 2 + 0.2 + title_h
     bottom = y_of[n_rows - 1] - box_h / 2 - 0.2 - legend_h
-    if ax is None:
-        from ._figure import Figure as _Figure  # shows itself as a PNG in a notebook
-
-        ax = _Figure(figsize=(width, top - bottom)).add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.set_xlim(left, left + width)
-    ax.set_ylim(bottom, top)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    style = {"output": ("#dcebe5", OUT_COLOR), "op": ("#ffffff", LEAF_EDGE),
+    ax = _graph_axes(ax, left, width, bottom, top)
+    style = {"output": (OUT_FILL, OUT_COLOR), "op": (NODE_FILL, LEAF_EDGE),
              "custom": (OP_FILL, OP_EDGE), "leaf": (LEAF_FILL, LEAF_EDGE)}
     for k in label:
-        fc, ec = style[kind[k]]
-        x0, y0 = x[k], y_of[depth[k]]
-        ax.add_patch(FancyBboxPatch((x0 - box_w / 2, y0 - box_h / 2), box_w, box_h, zorder=3,
-                                    boxstyle="round,pad=0,rounding_size=0.08", fc=fc, ec=ec, lw=1.2))
-        ax.text(x0, y0, label[k], ha="center", va="center", family="monospace", fontsize=font, zorder=4,
-                linespacing=1.3)
-    drawn: dict[tuple[Any, Any], int] = {}
-    for a, b in edges:
+        _text_box(ax, (x[k], y_of[depth[k]]), (box_w, box_h), label[k], *style[kind[k]], font, lw=1.2,
+                  linespacing=1.3)
+    for (a, b), repeat in zip(edges, _repeats(edges)):
         # a node that receives from the same sender twice (x * x) gets a second, curved arrow
-        k = drawn[(a, b)] = drawn.get((a, b), -1) + 1
-        ax.add_patch(FancyArrowPatch((x[a], y_of[depth[a]] - box_h / 2), (x[b], y_of[depth[b]] + box_h / 2),
-                                     connectionstyle=f"arc3,rad={0.3 * k * (-1) ** k}", arrowstyle="-|>",
-                                     mutation_scale=11, color=EDGE_COLOR, lw=1.0, shrinkA=0, shrinkB=0,
-                                     zorder=2))
+        start, end = (x[a], y_of[depth[a]] - box_h / 2), (x[b], y_of[depth[b]] + box_h / 2)
+        _arrow(ax, start, end, repeat, head=11, lw=1.0)
     present = [kd for kd in ("output", "custom", "op", "leaf") if kd in kind.values()]
     words = {"output": "the tensor", "custom": "custom Function", "op": "built-in operation",
              "leaf": "leaf: adds into .grad"}

@@ -12,7 +12,7 @@ and adds the pass's gradients to each node's ``grad``, as PyTorch adds them to
 
 The class is meant to be read: one number per node, one float per edge, no
 arrays. Importing this module imports neither NumPy, PyTorch nor matplotlib;
-``Value.draw`` imports matplotlib only when it is called.
+``Value.draw`` imports ``convlib.plot`` (NumPy and matplotlib) only when it is called.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from numbers import Real
 from typing import TYPE_CHECKING, Union
+
+from ._graph import walk
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,10 +39,6 @@ _SYMBOLS = {"+": "+", "-": "\u2212", "*": "\u00d7", "/": "\u00f7", "neg": "\u221
 def _is_real(x: object) -> bool:
     # bool is a Real to Python, but Value(True) is almost certainly a mistake.
     return isinstance(x, Real) and not isinstance(x, bool)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.2f}" if abs(x) < 1e4 else f"{x:.2e}"
 
 
 class Value:
@@ -254,24 +252,8 @@ class Value:
     # ---- the backward pass ----
 
     def _topological_order(self) -> list[Value]:
-        """Every node of the graph ending at self, each after all of its parents."""
-        # Depth-first search with an explicit stack: a recursive one would stop
-        # at Python's recursion limit (about 1000) on a long chain.
-        order: list[Value] = []
-        seen: set[int] = set()
-        stack: list[tuple[Value, bool]] = [(self, False)]
-        while stack:
-            node, parents_done = stack.pop()
-            if parents_done:
-                order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            # reversed so that parents are visited left to right (x before y)
-            stack.extend((p, False) for p, _ in reversed(node._parents) if id(p) not in seen)
-        return order
+        """Every node of the graph ending at self, each after all of its parents (x before y)."""
+        return walk([self], lambda node: node.parents)
 
     def zero_grad(self) -> None:
         """Set ``grad`` to 0 on every node of the graph ending at self.
@@ -324,7 +306,8 @@ class Value:
         Each value is a box "label | data | grad"; each operation a circle
         between its inputs and its result. Without ``ax`` a new figure is sized
         to fit the graph (about 15 nodes stay legible); it is not registered
-        with pyplot, so nothing needs closing.
+        with pyplot, so nothing needs closing. ``convlib.plot.computational_graph``
+        draws it, with the book's other figures.
 
         Args:
             ax: axes to draw into; the caller then chooses the figure size.
@@ -336,71 +319,6 @@ class Value:
         >>> sorted(t.get_text() for t in fig.axes[0].texts)
         ['a | data 1.00 | grad 0.00', 'data 2.00 | grad 0.00', 'data 2.00 | grad 0.00', '×']
         """
-        from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+        from .plot import computational_graph  # matplotlib loads here, at the first drawing
 
-        order = self._topological_order()
-        depth: dict[int, int] = {}
-        for node in order:
-            depth[id(node)] = 1 + max((depth[id(p)] for p in node.parents), default=-1)
-        texts = {id(n): " | ".join(s for s in (n.label, f"data {_fmt(n.data)}",
-                                               f"grad {_fmt(n.grad)}") if s) for n in order}
-
-        # Geometry in inches, so the figure can be sized to fit monospace text.
-        font, char_w = 9, 0.6 * 9 / 72
-        box_w, box_h, radius, row = max(map(len, texts.values())) * char_w + 0.3, 0.42, 0.25, 0.8
-        gap = 2 * radius + 1.0
-        x_of = [0.25 + box_w / 2 + d * (box_w + gap) for d in range(max(depth.values()) + 1)]
-
-        # Leaves in order of appearance; every other node as near as possible to
-        # the mean height of its inputs, then pushed apart to avoid overlaps.
-        y: dict[int, float] = {}
-        for d in range(len(x_of)):
-            column = [n for n in order if depth[id(n)] == d]
-            wish = {id(n): (sum(y[id(p)] for p in n.parents) / len(n.parents) if n.parents
-                            else -i * row) for i, n in enumerate(column)}
-            column.sort(key=lambda n: -wish[id(n)])
-            for i, n in enumerate(column):
-                y[id(n)] = wish[id(n)] if i == 0 else min(wish[id(n)], y[id(column[i - 1])] - row)
-            shift = sum(wish[id(n)] - y[id(n)] for n in column) / len(column)
-            for n in column:
-                y[id(n)] += shift
-
-        width = x_of[-1] + box_w / 2 + 0.25
-        bottom, top = min(y.values()) - 0.5, max(y.values()) + 0.5
-        if ax is None:
-            # axes fill the figure, so one data unit is one inch and the text fits its box
-            from ._figure import Figure  # shows itself as a PNG in a notebook
-
-            ax = Figure(figsize=(width, top - bottom)).add_axes((0.0, 0.0, 1.0, 1.0))
-        ax.set_xlim(0, width)
-        ax.set_ylim(bottom, top)
-        ax.set_aspect("equal")
-        ax.axis("off")
-        arrow = dict(arrowstyle="-|>", mutation_scale=12, color="#555555", lw=1.1,
-                     shrinkA=0, shrinkB=0, zorder=2)
-
-        for node in order:
-            x0, y0 = x_of[depth[id(node)]], y[id(node)]
-            leaf = not node._parents
-            ax.add_patch(FancyBboxPatch((x0 - box_w / 2, y0 - box_h / 2), box_w, box_h,
-                                        boxstyle="round,pad=0,rounding_size=0.08", zorder=3,
-                                        fc="#dceaf7" if leaf else "#ffffff", ec="#2f5f8f"))
-            ax.text(x0, y0, texts[id(node)], ha="center", va="center", family="monospace",
-                    fontsize=font, zorder=4)
-            if leaf:
-                continue
-            cx = x0 - box_w / 2 - gap / 2
-            ax.add_patch(Circle((cx, y0), radius, fc="#fdebd3", ec="#b8741a", zorder=3))
-            ax.text(cx, y0, node._symbol, ha="center", va="center", fontsize=font, zorder=4)
-            ax.add_patch(FancyArrowPatch((cx + radius, y0), (x0 - box_w / 2, y0), **arrow))
-            drawn: dict[int, int] = {}
-            for parent in node.parents:
-                # a repeated input (a * a) gets its own, curved, arrow
-                k = drawn[id(parent)] = drawn.get(id(parent), -1) + 1
-                px, py = x_of[depth[id(parent)]] + box_w / 2, y[id(parent)]
-                dx, dy = cx - px, y0 - py
-                norm = math.hypot(dx, dy)
-                tip = (cx - radius * dx / norm, y0 - radius * dy / norm)
-                bend = f"arc3,rad={0.3 * k * (-1) ** k}"
-                ax.add_patch(FancyArrowPatch((px, py), tip, connectionstyle=bend, **arrow))
-        return ax.figure
+        return computational_graph(self, ax)
