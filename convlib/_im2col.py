@@ -374,6 +374,8 @@ def _zero_wrapped(a: Array, geo: Geometry) -> None:
 def _zero_junk(a: Array, geo: Geometry) -> None:
     """Set the junk pixels of matrices with im2col's columns (G, R, N*rows*width) to zero, in place."""
     lay = _layout(geo)
+    if (lay.rows, lay.width) == (geo.H_out, geo.W_out):
+        return  # no junk pixels in this layout
     a = a.reshape(a.shape[:-1] + (geo.N, lay.rows, lay.width), copy=False)
     a[..., geo.H_out :, :] = 0
     a[..., : geo.H_out, geo.W_out :] = 0
