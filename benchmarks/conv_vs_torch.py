@@ -199,6 +199,13 @@ def parse_threads(text: str) -> list[int]:
     return counts
 
 
+def load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # not available on this system
+        return "unknown"
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -224,6 +231,7 @@ def main() -> None:
     interleaved = args.interleaved or (5 if quick else 15)
     shapes = args.shape or SHAPES
     started = time.perf_counter()
+    load_before = load_average()
 
     print(f"numpy {np.__version__}, torch {torch.__version__}, {cores} cores, "
           f"{platform.processor() or platform.machine()}; NumPy's BLAS: {blas_threads()} threads")
@@ -246,7 +254,7 @@ in each, one library runs a block of {WARMUP} untimed then {block} timed steps, 
             print(f"numpy float32 matmul, 1024x1024 @ 1024x1024: {rate:.0f} GFLOP/s "
                   f"(median of {3 if quick else 7})")
             header = (f"{'N,Cin,Cout,HW,k,s,p,d,g':<26}{'GFLOP':>7}{'convlib ms':>12}{'torch ms':>10}"
-                      f"{'ratio':>7}{'range':>12}{'convlib GF/s':>14}{'torch GF/s':>12}{'of matmul':>11}"
+                      f"{'ratio':>7}{'range':>14}{'convlib GF/s':>14}{'torch GF/s':>12}{'of matmul':>11}"
                       f"{'interleaved':>13}")
             print(header)
             print("-" * len(header), flush=True)
@@ -261,10 +269,12 @@ in each, one library runs a block of {WARMUP} untimed then {block} timed steps, 
                 inter = statistics.median(mine_i) / statistics.median(theirs_i)
                 label = ",".join(str(v) for v in shape)
                 spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
-                print(f"{label:<26}{gf:>7.3f}{m * 1e3:>12.2f}{t * 1e3:>10.2f}{m / t:>7.2f}{spread:>12}"
+                print(f"{label:<26}{gf:>7.3f}{m * 1e3:>12.2f}{t * 1e3:>10.2f}{m / t:>7.2f}{spread:>14}"
                       f"{gf / m:>14.1f}{gf / t:>12.1f}{gf / m / rate:>11.0%}{inter:>13.2f}", flush=True)
                 worst[n] = max(worst.get(n, (0.0, "")), (m / t, label))
 
+    print(f"\nmachine load (1-minute average, this script's own included): {load_before} at the start, "
+          f"{load_average()} at the end, on {cores} cores")
     print(f"\ngoal: convlib's step at most {GOAL}x PyTorch's on every shape, at equal threads")
     for n, (ratio, label) in worst.items():
         verdict = "met" if ratio <= GOAL else "missed"
