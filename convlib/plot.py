@@ -19,7 +19,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch, R
 
 from ._figure import Figure
 from ._graph import backward_nodes, next_nodes
-from ._shapes import IntPair, Padding, as_pair, conv_geometry
+from ._shapes import Array, IntPair, Padding, as_pair, conv_geometry
 from .scalar import Value
 
 if TYPE_CHECKING:  # plot must not import torch: the early chapters do not need it
@@ -145,8 +145,8 @@ def sliding_window(
     >>> [ax.get_title() for ax in fig.axes]
     ['padded input 7x7', 'output 3x3']
     """
-    H, W = (int(v) for v in input_hw)
-    KH, KW = (int(v) for v in kernel_hw)
+    H, W = as_pair(tuple(input_hw), "input_hw", 1)
+    KH, KW = as_pair(tuple(kernel_hw), "kernel_hw", 1)
     geo = conv_geometry((1, 1, H, W), (1, 1, KH, KW), stride, padding, dilation)
     i, j = (int(t) for t in out_pos)
     if not (0 <= i < geo.H_out and 0 <= j < geo.W_out):
@@ -333,7 +333,7 @@ def array_row(
     >>> sorted(t.get_text() for t in fig.axes[0].texts if t.get_text().isalpha())
     ['A', 'B']
     """
-    mats = [_as_2d(a, "arrays[%d]" % k) for k, a in enumerate(arrays)]
+    mats = [_as_2d(a, f"arrays[{k}]") for k, a in enumerate(arrays)]
     if len(titles) != len(mats):
         raise ValueError(f"titles must have one entry per array ({len(mats)}), got {len(titles)}")
     if len(between) not in (0, len(mats) - 1):
@@ -366,7 +366,7 @@ def im2col_matrix(x2d: np.ndarray, kernel_hw: Sequence[int], stride: int = 1) ->
     'im2col: 4 windows x 4 taps'
     """
     x = _as_2d(x2d, "x2d")
-    KH, KW = (int(k) for k in kernel_hw)
+    KH, KW = as_pair(tuple(kernel_hw), "kernel_hw", 1)
     geo = conv_geometry((1, 1, *x.shape), (1, 1, KH, KW), stride)
     s = geo.stride
     rows = [(p, q) for p in range(geo.H_out) for q in range(geo.W_out)]
@@ -499,6 +499,38 @@ def weight_gradient_terms(x2d: np.ndarray, grad_out2d: np.ndarray, tap: Sequence
     return fig
 
 
+def _full_correlation(grad_out2d: object, w2d: object, in_pos: Sequence[int]
+                      ) -> tuple[Array, Array, Array, Array, tuple[int, int]]:
+    """What the input gradient reads as a full correlation (stride 1), with ``in_pos`` checked.
+
+    Returns dL/dO, the kernel, dL/dO zero-padded by K - 1 on every side, the
+    kernel rotated by 180 degrees, and the input pixel: dL/dX there is the window
+    of the padded dL/dO that starts there, times the rotated kernel.
+    """
+    g, w = _as_2d(grad_out2d, "grad_out2d"), _as_2d(w2d, "w2d")
+    KH, KW = w.shape
+    H, W = g.shape[0] + KH - 1, g.shape[1] + KW - 1
+    k, l = (int(v) for v in in_pos)  # noqa: E741 -- (k, l) is the book's notation for an input position
+    if not (0 <= k < H and 0 <= l < W):
+        raise ValueError(f"in_pos must lie in the {H}x{W} input, got {tuple(in_pos)}")
+    return g, w, np.pad(g, ((KH - 1, KH - 1), (KW - 1, KW - 1))), w[::-1, ::-1], (k, l)
+
+
+def _gather_window(g_hw: tuple[int, int], rot: Array, pos: tuple[int, int]
+                   ) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], str]]:
+    """Colours and notes for the padded dL/dO: padding grey, the window of input pixel ``pos`` orange,
+    each of its cells marked with the weight of ``rot`` it meets."""
+    KH, KW = rot.shape
+    colors = {(a, b): PAD_COLOR for a in range(g_hw[0] + 2 * (KH - 1)) for b in range(g_hw[1] + 2 * (KW - 1))
+              if not (KH - 1 <= a < KH - 1 + g_hw[0] and KW - 1 <= b < KW - 1 + g_hw[1])}
+    notes = {}
+    for u in range(KH):
+        for v in range(KW):
+            colors[(pos[0] + u, pos[1] + v)] = READ_COLOR
+            notes[(pos[0] + u, pos[1] + v)] = f"×{rot[u, v] + 0.0:.3g}"  # + 0.0: no "-0"
+    return colors, notes
+
+
 def full_padding_flip(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequence[int] = (0, 0)) -> Figure:
     """The input gradient as a full correlation with the rotated kernel (stride 1).
 
@@ -510,22 +542,12 @@ def full_padding_flip(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequence[
     >>> fig.axes[0].texts[-1].get_text()
     'dL/dX[1,1] = 0.1·(-1) + 0.4·1 = 0.3'
     """
-    g, w = _as_2d(grad_out2d, "grad_out2d"), _as_2d(w2d, "w2d")
-    KH, KW = w.shape
-    padded = np.pad(g, ((KH - 1, KH - 1), (KW - 1, KW - 1)))
-    H, W = g.shape[0] + KH - 1, g.shape[1] + KW - 1
-    r, c = (int(v) for v in in_pos)
-    if not (0 <= r < H and 0 <= c < W):
-        raise ValueError(f"in_pos must lie in the {H}x{W} input, got {tuple(in_pos)}")
-    rot = w[::-1, ::-1]
-    colors = {(a, b): PAD_COLOR for a in range(padded.shape[0]) for b in range(padded.shape[1])
-              if not (KH - 1 <= a < KH - 1 + g.shape[0] and KW - 1 <= b < KW - 1 + g.shape[1])}
-    notes = {}
+    g, _, padded, rot, (r, c) = _full_correlation(grad_out2d, w2d, in_pos)
+    KH, KW = rot.shape
+    colors, notes = _gather_window(g.shape, rot, (r, c))
     terms = []
     for i in range(KH):
         for j in range(KW):
-            colors[(r + i, c + j)] = READ_COLOR
-            notes[(r + i, c + j)] = f"×{rot[i, j]:.3g}"
             if padded[r + i, c + j] != 0 and rot[i, j] != 0:
                 wv = rot[i, j]
                 terms.append(f"{padded[r + i, c + j]:.3g}·{wv:.3g}" if wv >= 0 else
@@ -562,8 +584,8 @@ def input_gradient_fanout(
     """
     from .conv import conv2d_grad_input
 
-    H, W = (int(v) for v in input_hw)
-    KH, KW = (int(v) for v in kernel_hw)
+    H, W = as_pair(tuple(input_hw), "input_hw", 1)
+    KH, KW = as_pair(tuple(kernel_hw), "kernel_hw", 1)
     out = conv_geometry((1, 1, H, W), (1, 1, KH, KW), stride, padding, dilation).out_shape
     # grad_input with all-ones weights and upstream gradient counts the terms
     counts = conv2d_grad_input((1, 1, H, W), np.ones((1, 1, KH, KW)), np.ones(out), stride, padding, dilation)
@@ -599,14 +621,9 @@ def input_gradient_views(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequen
     >>> [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("0.1·W")]
     ['0.1·W']
     """
-    g, w = _as_2d(grad_out2d, "grad_out2d"), _as_2d(w2d, "w2d")
+    g, w, padded, rot, (k, l) = _full_correlation(grad_out2d, w2d, in_pos)  # noqa: E741 -- the book's (k, l)
     KH, KW = w.shape
     H, W = g.shape[0] + KH - 1, g.shape[1] + KW - 1
-    k, l = (int(v) for v in in_pos)
-    if not (0 <= k < H and 0 <= l < W):
-        raise ValueError(f"in_pos must lie in the {H}x{W} input, got {tuple(in_pos)}")
-    rot = w[::-1, ::-1]
-    padded = np.pad(g, ((KH - 1, KH - 1), (KW - 1, KW - 1)))
     # both results by their own arithmetic: the sum of the stamps, and one window of G_pad per pixel
     scattered = np.zeros((H, W))
     for i in range(g.shape[0]):
@@ -656,13 +673,7 @@ def input_gradient_views(grad_out2d: np.ndarray, w2d: np.ndarray, in_pos: Sequen
             ha="left", va="top", fontsize=10)
     top2 = title2 - row_title - title_h
     x_pad = res_x0 - eq - KW - eq - padded.shape[1]
-    colors = {(a, b): PAD_COLOR for a in range(padded.shape[0]) for b in range(padded.shape[1])
-              if not (KH - 1 <= a < KH - 1 + g.shape[0] and KW - 1 <= b < KW - 1 + g.shape[1])}
-    notes = {}
-    for u in range(KH):
-        for v in range(KW):
-            colors[(k + u, l + v)] = READ_COLOR
-            notes[(k + u, l + v)] = f"×{rot[u, v] + 0.0:.3g}"
+    colors, notes = _gather_window(g.shape, rot, (k, l))
     _draw_grid(ax, padded, padded.shape, colors, "G_pad", "{:.3g}", x0=x_pad, notes=notes, own_axes=False,
                y_top=top2)
     mid2 = top2 - padded.shape[0] / 2
@@ -1113,7 +1124,8 @@ def image_row(images: np.ndarray, titles: Sequence[str], title: str = "", cmap: 
     if a.ndim == 4 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim != 3 or a.shape[0] == 0:
-        raise ValueError(f"images must have shape (count, H, W) or (count, 1, H, W) with count >= 1, got {np.shape(images)}")
+        raise ValueError(f"images must have shape (count, H, W) or (count, 1, H, W) with count >= 1, "
+                         f"got {np.shape(images)}")
     if len(titles) != a.shape[0]:
         raise ValueError(f"titles must have one entry per image ({a.shape[0]}), got {len(titles)}")
     fig = Figure(figsize=(1.3 * a.shape[0] + 0.2, 1.75 + (0.3 if title else 0.0)))

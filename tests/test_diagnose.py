@@ -182,41 +182,39 @@ class FlipForgotten(torch.autograd.Function):  # 8: input gradient without the k
         return torch.from_numpy(grad_x), torch.from_numpy(grad_w)
 
 
-class TooFewGradients(torch.autograd.Function):  # 8: one value returned for two inputs
+class SavedConv(torch.autograd.Function):
+    """F.conv2d that saves its inputs; each subclass below spoils the right gradients in one way."""
+
     @staticmethod
     def forward(ctx, x, w):
         ctx.save_for_backward(x, w)
         return F.conv2d(x, w)
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def right_grads(ctx, grad_out):
         x, w = ctx.saved_tensors
-        return torch.nn.grad.conv2d_input(x.shape, w, grad_out)
+        return torch.nn.grad.conv2d_input(x.shape, w, grad_out), torch.nn.grad.conv2d_weight(x, w.shape, grad_out)
 
 
-class WrongShapeGradient(torch.autograd.Function):  # 8: weight gradient of the wrong shape
-    @staticmethod
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return F.conv2d(x, w)
-
+class TooFewGradients(SavedConv):  # 8: one value returned for two inputs
     @staticmethod
     def backward(ctx, grad_out):
-        x, w = ctx.saved_tensors
-        grad_w = torch.nn.grad.conv2d_weight(x, w.shape, grad_out)
-        return torch.nn.grad.conv2d_input(x.shape, w, grad_out), grad_w.transpose(0, 1)
+        grad_x, _ = SavedConv.right_grads(ctx, grad_out)
+        return grad_x
 
 
-class NoWeightGradient(torch.autograd.Function):  # 8: None for an input that needs a gradient
-    @staticmethod
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return F.conv2d(x, w)
-
+class WrongShapeGradient(SavedConv):  # 8: weight gradient of the wrong shape
     @staticmethod
     def backward(ctx, grad_out):
-        x, w = ctx.saved_tensors
-        return torch.nn.grad.conv2d_input(x.shape, w, grad_out), None
+        grad_x, grad_w = SavedConv.right_grads(ctx, grad_out)
+        return grad_x, grad_w.transpose(0, 1)
+
+
+class NoWeightGradient(SavedConv):  # 8: None for an input that needs a gradient
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_x, _ = SavedConv.right_grads(ctx, grad_out)
+        return grad_x, None
 
 
 class CustomConvPair(ConvPair):
@@ -340,7 +338,6 @@ def _input_for(model: nn.Module) -> torch.Tensor:
 
 def _symptom(name: str, model: nn.Module, x: torch.Tensor, expected: dict[str, str]) -> None:
     """Assert the symptom a learner sees for this entry, on the model itself."""
-    codes = set(expected.values())
     if name in ("custom-backward-too-few", "custom-backward-wrong-shape"):
         with pytest.raises(RuntimeError, match="incorrect number of gradients|invalid gradient"):
             model(x).sum().backward()
