@@ -9,9 +9,9 @@ needed: a learner reading the message should know what to change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from numbers import Integral
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,12 +56,12 @@ class Geometry(NamedTuple):
         return (self.H + top + bottom, self.W + left + right)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
     # bool is an int subclass, but stride=True is a mistake, not a 1.
     return isinstance(value, (Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def as_pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
+def as_pair(value: object, name: str, minimum: int) -> tuple[int, int]:
     """Return ``value`` as a pair of ints, each at least ``minimum``.
 
     >>> as_pair(2, "stride", 1)
@@ -88,22 +88,20 @@ def as_groups(groups: object) -> int:
     """
     if not _is_int(groups):
         raise TypeError(f"groups must be an int, got {groups!r}")
-    if groups < 1:  # type: ignore[operator]
+    if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
-    return int(groups)  # type: ignore[call-overload]
+    return int(groups)
 
 
 def as_shape(value: object, name: str, ndim: int = 4) -> tuple[int, ...]:
     """Return ``value`` as a tuple of ``ndim`` positive ints (a shape argument)."""
-    try:
-        shape = tuple(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of {ndim} ints, got {value!r}") from None
-    if len(shape) != ndim or not all(_is_int(s) for s in shape):
+    items = tuple(value) if isinstance(value, Iterable) else ()
+    shape = tuple(int(s) for s in items if _is_int(s))
+    if len(shape) != ndim or len(items) != ndim:
         raise TypeError(f"{name} must be a sequence of {ndim} ints, got {value!r}")
     if min(shape) < 1:
         raise ValueError(f"{name} must have every size >= 1, got {shape}")
-    return tuple(int(s) for s in shape)
+    return shape
 
 
 def check_array(a: object, name: str, layout: str | None = None) -> np.ndarray:
@@ -183,7 +181,7 @@ def conv_geometry(
     stride: IntPair = 1,
     padding: Padding = 0,
     dilation: IntPair = 1,
-    groups: int = 1,
+    groups: object = 1,
     input_name: str = "x",
     weight_name: str = "w",
 ) -> Geometry:
@@ -226,8 +224,7 @@ def conv_geometry(
 
 def check_grad_out(grad_out: object, geo: Geometry) -> np.ndarray:
     """Check that ``grad_out`` is a float array with exactly the forward output's shape."""
-    check_array(grad_out, "grad_out")  # the shape check below also covers ndim
-    assert isinstance(grad_out, np.ndarray)
+    grad_out = check_array(grad_out, "grad_out")  # the shape check below also covers ndim
     if grad_out.shape != geo.out_shape:
         raise ValueError(
             f"grad_out must have the forward output's shape {geo.out_shape}, got "
@@ -240,8 +237,7 @@ def check_bias(b: object, C_out: int) -> np.ndarray | None:
     """Check an optional bias of shape (C_out,)."""
     if b is None:
         return None
-    check_array(b, "b", "C")
-    assert isinstance(b, np.ndarray)
+    b = check_array(b, "b", "C")
     if b.shape != (C_out,):
         raise ValueError(f"b must have shape ({C_out},), one value per output channel, got {b.shape}")
     return b
@@ -250,31 +246,39 @@ def check_bias(b: object, C_out: int) -> np.ndarray | None:
 # The three entry checks, one per public signature, shared by loops.py and conv.py.
 
 
-def check_forward(x, w, b, stride, padding, dilation, groups) -> Geometry:
+def check_forward(
+    x: object, w: object, b: object, stride: IntPair, padding: Padding, dilation: IntPair, groups: object
+) -> Geometry:
     """All checks of ``conv2d(x, w, b, ...)``; returns its geometry."""
-    check_array(x, "x", "NCHW")
-    check_array(w, "w", "OIHW")
-    check_bias(b, w.shape[0])
+    x = check_array(x, "x", "NCHW")
+    w = check_array(w, "w", "OIHW")
+    b = check_bias(b, w.shape[0])
     check_same_dtype(x=x, w=w, b=b)
     return conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
 
 
-def check_backward_input(input_shape, w, grad_out, stride, padding, dilation, groups) -> Geometry:
+def check_backward_input(
+    input_shape: object, w: object, grad_out: object, stride: IntPair, padding: Padding, dilation: IntPair,
+    groups: object,
+) -> Geometry:
     """All checks of ``conv2d_grad_input(input_shape, w, grad_out, ...)``."""
-    input_shape = as_shape(input_shape, "input_shape")
-    check_array(w, "w", "OIHW")
-    geo = conv_geometry(input_shape, w.shape, stride, padding, dilation, groups, input_name="input_shape")
-    check_grad_out(grad_out, geo)
+    shape = as_shape(input_shape, "input_shape")
+    w = check_array(w, "w", "OIHW")
+    geo = conv_geometry(shape, w.shape, stride, padding, dilation, groups, input_name="input_shape")
+    grad_out = check_grad_out(grad_out, geo)
     check_same_dtype(w=w, grad_out=grad_out)
     return geo
 
 
-def check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, groups) -> Geometry:
+def check_backward_weight(
+    x: object, weight_shape: object, grad_out: object, stride: IntPair, padding: Padding, dilation: IntPair,
+    groups: object,
+) -> Geometry:
     """All checks of ``conv2d_grad_weight(x, weight_shape, grad_out, ...)``."""
-    check_array(x, "x", "NCHW")
-    weight_shape = as_shape(weight_shape, "weight_shape")
-    geo = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, weight_name="weight_shape")
-    check_grad_out(grad_out, geo)
+    x = check_array(x, "x", "NCHW")
+    shape = as_shape(weight_shape, "weight_shape")
+    geo = conv_geometry(x.shape, shape, stride, padding, dilation, groups, weight_name="weight_shape")
+    grad_out = check_grad_out(grad_out, geo)
     check_same_dtype(x=x, grad_out=grad_out)
     return geo
 
@@ -316,13 +320,12 @@ def check_transpose(
     if C_in % groups:
         raise ValueError(f"groups={groups} must divide the input channels, but x has C_in={C_in}")
     C_out = C_out_g * groups
-    check_bias(b, C_out)
-    check_same_dtype(x=x, w=w, b=b)  # type: ignore[arg-type]
+    check_same_dtype(x=x, w=w, b=check_bias(b, C_out))
     s = as_pair(stride, "stride", 1)
     d = as_pair(dilation, "dilation", 1)
     if isinstance(padding, str):
         raise TypeError(f"padding must be an int or a pair for conv_transpose2d, got {padding!r}")
-    p = as_pair(padding, "padding", 0)  # type: ignore[arg-type]
+    p = as_pair(padding, "padding", 0)
     op = as_pair(output_padding, "output_padding", 0)
     for axis in range(2):
         if op[axis] >= max(s[axis], d[axis]):

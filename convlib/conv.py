@@ -51,14 +51,7 @@ from ._shapes import (
     conv_geometry,
 )
 
-__all__ = [
-    "conv2d",
-    "conv2d_grad_input",
-    "conv2d_grad_weight",
-    "conv2d_grad_bias",
-    "conv_transpose2d",
-    "conv2d_output_shape",
-]
+# The public names are exported by convlib/__init__.py.
 
 
 def weight_matrix(w: Array, geo: Geometry) -> Array:

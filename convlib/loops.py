@@ -9,16 +9,23 @@ Notation used in every function (the book's table): the padded input ``xp``,
 output position ``(i, j)``, kernel tap ``(u, v)``, group ``g`` of output channel
 ``o``, and ``c`` the input channel inside that group. Tap ``(u, v)`` of the
 window at ``(i, j)`` reads pixel ``(i * s_h + u * d_h, j * s_w + v * d_w)`` of ``xp``.
+
+The three functions walk the same sum, term by term (:func:`terms`): each term
+multiplies one input pixel by one weight and adds the product to one output.
+The forward pass adds the products up; each gradient sends a term's upstream
+gradient to one of its two factors, times the other. Sums are kept in float64
+and returned in the dtype of the inputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from ._shapes import (
     Array,
+    Geometry,
     IntPair,
     Padding,
     check_backward_input,
@@ -27,6 +34,40 @@ from ._shapes import (
 )
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight"]
+
+Index = tuple[int, int, int, int]
+
+
+def terms(geo: Geometry) -> Iterator[tuple[Index, Index, Index]]:
+    """Every term of the convolution's sum, as the three places it connects.
+
+    Yields ``(out_at, x_at, w_at)``: output ``O[n, o, i, j]`` receives
+    ``xp[n, g * C_g + c, i * s_h + u * d_h, j * s_w + v * d_w] * W[o, c, u, v]``,
+    for every image ``n``, output channel ``o``, output position ``(i, j)``,
+    input channel ``c`` of the group and kernel tap ``(u, v)``, in that order.
+
+    >>> from convlib._shapes import conv_geometry
+    >>> next(terms(conv_geometry((1, 1, 3, 3), (1, 1, 2, 2))))
+    ((0, 0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0))
+    """
+    (sh, sw), (dh, dw) = geo.stride, geo.dilation
+    C_g = geo.C_in // geo.groups  # input channels per group
+    O_g = geo.C_out // geo.groups  # output channels per group
+    for n in range(geo.N):
+        for o in range(geo.C_out):
+            g = o // O_g
+            for i in range(geo.H_out):  # output position (i, j)
+                for j in range(geo.W_out):
+                    for c in range(C_g):
+                        for u in range(geo.KH):  # kernel tap (u, v)
+                            for v in range(geo.KW):
+                                yield (n, o, i, j), (n, g * C_g + c, i * sh + u * dh, j * sw + v * dw), (o, c, u, v)
+
+
+def _pad(x: Array, geo: Geometry) -> Array:
+    """x with its zero padding, as xp."""
+    top, bottom, left, right = geo.pad
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
 def conv2d(
@@ -53,26 +94,13 @@ def conv2d(
            [-4., -4.]])
     """
     geo = check_forward(x, w, b, stride, padding, dilation, groups)
-    (sh, sw), (dh, dw) = geo.stride, geo.dilation
-    top, bottom, left, right = geo.pad
-    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    C_g = geo.C_in // geo.groups  # input channels per group
-    O_g = geo.C_out // geo.groups  # output channels per group
-
-    out = np.zeros(geo.out_shape, dtype=x.dtype)
-    for n in range(geo.N):
-        for o in range(geo.C_out):
-            g = o // O_g
-            for i in range(geo.H_out):  # output position (i, j)
-                for j in range(geo.W_out):
-                    total = 0.0 if b is None else float(b[o])
-                    for c in range(C_g):
-                        for u in range(geo.KH):  # kernel tap (u, v)
-                            for v in range(geo.KW):
-                                total += xp[n, g * C_g + c, i * sh + u * dh, j * sw + v * dw] * w[o, c, u, v]
-                    out[n, o, i, j] = total
-    return out
-
+    xp = _pad(x, geo)
+    out = np.zeros(geo.out_shape)
+    if b is not None:
+        out += b.reshape(-1, 1, 1)
+    for out_at, x_at, w_at in terms(geo):
+        out[out_at] += xp[x_at] * w[w_at]
+    return out.astype(x.dtype)
 
 def conv2d_grad_weight(
     x: Array,
@@ -99,28 +127,12 @@ def conv2d_grad_weight(
            [6.7, 7.7]])
     """
     geo = check_backward_weight(x, weight_shape, grad_out, stride, padding, dilation, groups)
-    weight_shape = (geo.C_out, geo.C_in // geo.groups, geo.KH, geo.KW)
-    (sh, sw), (dh, dw) = geo.stride, geo.dilation
-    top, bottom, left, right = geo.pad
-    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    C_g = geo.C_in // geo.groups
-    O_g = geo.C_out // geo.groups
-
-    grad_w = np.zeros(weight_shape, dtype=x.dtype)
-    for o in range(geo.C_out):
-        g = o // O_g
-        for c in range(C_g):
-            for u in range(geo.KH):  # kernel tap (u, v)
-                for v in range(geo.KW):
-                    total = 0.0
-                    # the sum over the batch matters: every image used this weight
-                    for n in range(geo.N):
-                        for i in range(geo.H_out):  # output position (i, j)
-                            for j in range(geo.W_out):
-                                total += grad_out[n, o, i, j] * xp[n, g * C_g + c, i * sh + u * dh, j * sw + v * dw]
-                    grad_w[o, c, u, v] = total
-    return grad_w
-
+    xp = _pad(x, geo)
+    # the sum over the batch and the positions matters: every image used this weight everywhere
+    grad_w = np.zeros((geo.C_out, geo.C_in // geo.groups, geo.KH, geo.KW))
+    for out_at, x_at, w_at in terms(geo):
+        grad_w[w_at] += grad_out[out_at] * xp[x_at]
+    return grad_w.astype(x.dtype)
 
 def conv2d_grad_input(
     input_shape: Sequence[int],
@@ -151,20 +163,8 @@ def conv2d_grad_input(
            [ 0. , -0.3, -0.4]])
     """
     geo = check_backward_input(input_shape, w, grad_out, stride, padding, dilation, groups)
-    (sh, sw), (dh, dw) = geo.stride, geo.dilation
     top, _, left, _ = geo.pad
-    C_g = geo.C_in // geo.groups
-    O_g = geo.C_out // geo.groups
-
-    Hp, Wp = geo.padded_hw
-    grad_xp = np.zeros((geo.N, geo.C_in, Hp, Wp), dtype=w.dtype)
-    for n in range(geo.N):
-        for o in range(geo.C_out):
-            g = o // O_g
-            for i in range(geo.H_out):  # output position (i, j)
-                for j in range(geo.W_out):
-                    for c in range(C_g):
-                        for u in range(geo.KH):  # kernel tap (u, v)
-                            for v in range(geo.KW):
-                                grad_xp[n, g * C_g + c, i * sh + u * dh, j * sw + v * dw] += grad_out[n, o, i, j] * w[o, c, u, v]
-    return grad_xp[:, :, top : top + geo.H, left : left + geo.W].copy()
+    grad_xp = np.zeros((geo.N, geo.C_in, *geo.padded_hw))
+    for out_at, x_at, w_at in terms(geo):
+        grad_xp[x_at] += grad_out[out_at] * w[w_at]
+    return grad_xp[:, :, top : top + geo.H, left : left + geo.W].astype(w.dtype)
