@@ -284,15 +284,8 @@ def check_backward_weight(
 
 
 class TransposeGeometry(NamedTuple):
-    """The arithmetic of ``conv_transpose2d``, already checked: ``w`` is (C_in, C_out // groups, KH, KW)."""
+    """The settings of ``conv_transpose2d``, checked, and its output size (``w`` is (C_in, C_out // groups, KH, KW))."""
 
-    N: int
-    C_in: int
-    H: int
-    W: int
-    C_out: int
-    KH: int
-    KW: int
     groups: int
     stride: tuple[int, int]
     padding: tuple[int, int]
@@ -339,4 +332,4 @@ def check_transpose(
         raise ValueError(
             f"padding={p} is too large: the output would be {H_out}x{W_out} for x of shape {x.shape}"
         )
-    return TransposeGeometry(N, C_in, H, W, C_out, KH, KW, groups, s, p, op, d, H_out, W_out)
+    return TransposeGeometry(groups, s, p, op, d, H_out, W_out)

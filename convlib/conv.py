@@ -314,16 +314,17 @@ def conv_transpose2d(
     """
     geo = check_transpose(x, w, b, stride, padding, output_padding, groups, dilation)
     (s_h, s_w), (p_h, p_w), (op_h, op_w) = geo.stride, geo.padding, geo.output_padding
-    d = geo.dilation
-    G, C_in_g, C_out_g = geo.groups, geo.C_in // geo.groups, geo.C_out // geo.groups
+    N, C_in, H, W = x.shape
+    _, C_out_g, KH, KW = w.shape
+    d, G = geo.dilation, geo.groups
 
     # 1. Zeros between the entries: the stride of the forward becomes spacing here.
-    spread = np.zeros((geo.N, geo.C_in, (geo.H - 1) * s_h + 1, (geo.W - 1) * s_w + 1), dtype=x.dtype)
+    spread = np.zeros((N, C_in, (H - 1) * s_h + 1, (W - 1) * s_w + 1), dtype=x.dtype)
     spread[:, :, ::s_h, ::s_w] = x
     # 2. "Full" padding d(K-1) minus the forward padding, output_padding at the end.
-    full_h, full_w = d[0] * (geo.KH - 1) - p_h, d[1] * (geo.KW - 1) - p_w
+    full_h, full_w = d[0] * (KH - 1) - p_h, d[1] * (KW - 1) - p_w
     spread = _pad_or_crop(spread, full_h, full_h + op_h, full_w, full_w + op_w)
     # 3. Kernel rotated by 180 degrees, (in, out) channel axes swapped per group.
-    w_rot = w.reshape(G, C_in_g, C_out_g, geo.KH, geo.KW).transpose(0, 2, 1, 3, 4)
-    w_rot = w_rot.reshape(geo.C_out, C_in_g, geo.KH, geo.KW)[:, :, ::-1, ::-1]
+    w_rot = w.reshape(G, C_in // G, C_out_g, KH, KW).transpose(0, 2, 1, 3, 4)
+    w_rot = w_rot.reshape(G * C_out_g, C_in // G, KH, KW)[:, :, ::-1, ::-1]
     return conv2d(spread, np.ascontiguousarray(w_rot), b, stride=1, padding=0, dilation=d, groups=G)
