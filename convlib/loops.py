@@ -102,6 +102,7 @@ def conv2d(
         out[out_at] += xp[x_at] * w[w_at]
     return out.astype(x.dtype)
 
+
 def conv2d_grad_weight(
     x: Array,
     weight_shape: Sequence[int],
@@ -133,6 +134,7 @@ def conv2d_grad_weight(
     for out_at, x_at, w_at in terms(geo):
         grad_w[w_at] += grad_out[out_at] * xp[x_at]
     return grad_w.astype(x.dtype)
+
 
 def conv2d_grad_input(
     input_shape: Sequence[int],
