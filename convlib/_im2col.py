@@ -15,7 +15,7 @@ Its public functions are what ``conv.py`` calls, with these contracts:
 - :func:`sum_over_pixels` ``(a, b, geo)``: ``a @ b^T`` per group, the sum over
   every output pixel.
 - :func:`col2im` ``(grad_cols, geo)``: the adjoint of :func:`im2col`, a new
-  ``(N, C_in, H, W)`` array.
+  ``(N, C_in, H_in, W_in)`` array.
 
 The columns are not exactly the output pixels: ``M >= N * H_out * W_out``. The
 layout below adds a few "junk" columns that the functions handle themselves
@@ -125,7 +125,7 @@ def sum_over_pixels(a: Array, b: Array, geo: Geometry) -> Array:
 
 
 def col2im(grad_cols: Array, geo: Geometry) -> Array:
-    """The adjoint of :func:`im2col`: (G, KH*KW*C_in/G, M) -> a new array (N, C_in, H, W).
+    """The adjoint of :func:`im2col`: (G, KH*KW*C_in/G, M) -> a new array (N, C_in, H_in, W_in).
 
     Entry ``(u, v, c), (n, i, j)`` of ``grad_cols`` is added to the input pixel
     that :func:`im2col` copied there; windows overlap, so pixels collect several.
