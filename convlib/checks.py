@@ -30,7 +30,8 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -140,7 +141,7 @@ def call_own_code(func: Callable, *args: Any, **kwargs: Any) -> Any:
     __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
     found: list[str] = []
 
-    def watch(frame, event, arg):
+    def watch(frame: FrameType, event: str, arg: Any) -> None:
         if found:
             return
         if event == "call":
@@ -171,8 +172,8 @@ def _describe(array: Any) -> str:
     return f"shape {a.shape}" if a.ndim else f"value {a!r}"
 
 
-def compare(what: str, received: Any, expected: Any, *, hints: list[tuple[str, Any]] = (),
-            advice: list[str] = (), rtol: float = RTOL, atol: float = ATOL) -> None:
+def compare(what: str, received: Any, expected: Any, *, hints: Sequence[tuple[str, Any]] = (),
+            advice: Sequence[str] = (), rtol: float = RTOL, atol: float = ATOL) -> None:
     """Raise an AssertionError that teaches unless `received` equals `expected` to the tolerance.
 
     hints: (likely mistake, the array that mistake produces); the first one that
@@ -194,12 +195,15 @@ def compare(what: str, received: Any, expected: Any, *, hints: list[tuple[str, A
     try:
         received_array = np.asarray(received, dtype=float)
     except (TypeError, ValueError):
-        raise AssertionError(f"{what} should be an array of numbers, got {type(received).__name__}: {received!r:.200}")
+        # from None: the message says all a learner needs; NumPy's own error would only add noise
+        raise AssertionError(f"{what} should be an array of numbers, "
+                             f"got {type(received).__name__}: {received!r:.200}") from None
     lines = [f"{what} is wrong."]
     if received_array.shape != expected.shape:
         lines.append(f"  expected {_describe(expected)}, received {_describe(received_array)}")
     elif not np.all(np.isfinite(received_array)):
-        lines.append(f"  received non-finite values (NaN or inf) at {np.argwhere(~np.isfinite(received_array))[:3].tolist()}")
+        where = np.argwhere(~np.isfinite(received_array))[:3].tolist()
+        lines.append(f"  received non-finite values (NaN or inf) at {where}")
     elif np.allclose(received_array, expected, rtol=rtol, atol=atol):
         return
     elif expected.size <= 12:
@@ -214,7 +218,8 @@ def compare(what: str, received: Any, expected: Any, *, hints: list[tuple[str, A
                      f"expected {expected[at]:.6g}, received {received_array[at]:.6g}")
     for mistake, wrong_answer in hints:
         wrong_answer = np.asarray(wrong_answer)
-        if wrong_answer.shape == received_array.shape and np.allclose(received_array, wrong_answer, rtol=rtol, atol=atol):
+        same_shape = wrong_answer.shape == received_array.shape
+        if same_shape and np.allclose(received_array, wrong_answer, rtol=rtol, atol=atol):
             lines.append(likely_mistake(mistake))
             break
     else:
@@ -257,11 +262,13 @@ def _settings_advice(settings: dict[str, Any], kind: str) -> list[str]:
                       "insert stride-1 zeros between grad_out entries (or scatter each window to i*stride)")
     if settings.get("padding", 0) not in (0, (0, 0)):
         advice.append("padding: pad x before taking windows" if kind == "weight" else
-                      "padding: compute the gradient of the padded input, then crop `padding` rows/columns from each side")
+                      "padding: compute the gradient of the padded input, "
+                      "then crop `padding` rows/columns from each side")
     if settings.get("dilation", 1) not in (1, (1, 1)):
         advice.append("dilation: tap m of the kernel reads input row i*stride + m*dilation")
     if settings.get("groups", 1) != 1:
-        advice.append("groups: channels split into `groups` blocks; filter o only sees the input channels of its group")
+        advice.append("groups: channels split into `groups` blocks; "
+                      "filter o only sees the input channels of its group")
     return advice
 
 

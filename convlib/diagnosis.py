@@ -42,13 +42,15 @@ it, or the attribute path of a tensor that should have been a parameter):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import torch
@@ -58,6 +60,9 @@ from torch.overrides import TorchFunctionMode
 from ._graph import backward_nodes
 
 __all__ = ["diagnose", "Diagnosis", "CAUSES"]
+
+#: What ``diagnose`` accepts as ``loss_fn``: the model's output -> a scalar tensor; None sums the output.
+LossFn = Callable[[Any], torch.Tensor] | None
 
 # cause code -> (what it means, how to fix it), in plain words
 CAUSES: dict[str, tuple[str, str]] = {
@@ -192,7 +197,7 @@ def _unregistered(model: nn.Module) -> dict[str, torch.Tensor]:
     return found
 
 
-def _tensors(obj: Any, depth: int = 0):
+def _tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         yield obj
     elif depth < 3 and isinstance(obj, (list, tuple)):
@@ -221,7 +226,7 @@ def _op_name(func: Callable) -> str:
 
 def _custom_function() -> str | None:
     """The custom autograd.Function whose forward is running, if any (its ops are not the model's own)."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_name == "apply" and frame.f_code.co_filename.endswith(_FUNCTION_FILE):
             cls = frame.f_locals.get("cls")
@@ -239,7 +244,8 @@ class _Tracer(TorchFunctionMode):
         self.keep: list[Any] = list(watched.values())  # holds every tainted tensor, so ids stay unique
         self.events: list[_Event] = []
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         inputs = list(_tensors((args, kwargs)))
         names = frozenset().union(*(self.taint.get(id(t), frozenset()) for t in inputs))
@@ -291,7 +297,7 @@ def _describe(event: _Event) -> str:
 
 # --- running the model ------------------------------------------------------------------------------
 
-def _loss(output: Any, loss_fn: Callable | None) -> torch.Tensor:
+def _loss(output: Any, loss_fn: LossFn) -> torch.Tensor:
     if loss_fn is not None:
         return loss_fn(output)
     parts = [t.sum() for t in _tensors(output) if t.is_floating_point() or t.is_complex()]
@@ -300,19 +306,24 @@ def _loss(output: Any, loss_fn: Callable | None) -> torch.Tensor:
     return sum(parts[1:], parts[0])
 
 
-def _same_rng(seed: int = 0):
-    rng = torch.random.fork_rng(devices=[])
-    rng.__enter__()
-    torch.manual_seed(seed)
-    return rng
+@contextlib.contextmanager
+def _same_rng(seed: int = 0) -> Iterator[None]:
+    """Run the block with PyTorch's CPU generator seeded, then give the generator its state back.
+
+    Every run of the model (watched, in float64, at each finite-difference step) draws the same dropout
+    masks and random numbers, and the caller's own random stream is left where it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _first_nonfinite_node(loss: torch.Tensor, targets: list[torch.Tensor]) -> str | None:
     """The first backward node whose outgoing gradient is non-finite although what came in was finite."""
     culprit: list[str] = []
 
-    def hook(node):
-        def check(grad_inputs, grad_outputs):
+    def hook(node: Any) -> Callable[[tuple[Any, ...], tuple[Any, ...]], None]:
+        def check(grad_inputs: tuple[Any, ...], grad_outputs: tuple[Any, ...]) -> None:
             finite_in = all(g is None or torch.isfinite(g).all() for g in grad_outputs)
             finite_out = all(g is None or torch.isfinite(g).all() for g in grad_inputs)
             if finite_in and not finite_out and not culprit:
@@ -343,7 +354,7 @@ def _inputs_copy(inputs: tuple) -> tuple:
                  for t in inputs)
 
 
-def _directional_mismatch(model: nn.Module, inputs: tuple, loss_fn, names: list[str]) -> dict[str, float]:
+def _directional_mismatch(model: nn.Module, inputs: tuple, loss_fn: LossFn, names: list[str]) -> dict[str, float]:
     """Relative gap between autograd and central differences along random directions, per parameter.
 
     In float64 (step 1e-6: a correct gradient agrees to about 1e-9); a model that cannot run in float64
@@ -355,7 +366,7 @@ def _directional_mismatch(model: nn.Module, inputs: tuple, loss_fn, names: list[
         return _mismatch_in(model, inputs, loss_fn, names, None, step=1e-2, tolerance=5e-2)
 
 
-def _mismatch_in(model: nn.Module, inputs: tuple, loss_fn, names: list[str], dtype: torch.dtype | None,
+def _mismatch_in(model: nn.Module, inputs: tuple, loss_fn: LossFn, names: list[str], dtype: torch.dtype | None,
                  step: float, tolerance: float, directions: int = 3) -> dict[str, float]:
     m64 = _copy(model)
     if m64 is None:
@@ -370,11 +381,8 @@ def _mismatch_in(model: nn.Module, inputs: tuple, loss_fn, names: list[str], dty
         return {}
 
     def loss_value() -> torch.Tensor:
-        rng = _same_rng()
-        try:
+        with _same_rng():
             return _loss(m64(*x64), loss_fn)
-        finally:
-            rng.__exit__(None, None, None)
 
     grads = torch.autograd.grad(loss_value(), targets, allow_unused=True)
     generator = torch.Generator().manual_seed(1234)
@@ -406,7 +414,7 @@ def _mismatch_in(model: nn.Module, inputs: tuple, loss_fn, names: list[str], dty
     return worst
 
 
-def diagnose(model: nn.Module, *inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None = None,
+def diagnose(model: nn.Module, *inputs: Any, loss_fn: LossFn = None,
              check_values: bool = True) -> Diagnosis:
     """Run ``model(*inputs)`` on a copy, backpropagate ``loss_fn(output)`` (default: the sum of the output)
     and name, for each parameter without a healthy gradient, the cause (see ``CAUSES``).
@@ -460,7 +468,7 @@ def _snapshot(model: nn.Module) -> Callable[[], None]:
     return restore
 
 
-def _diagnose(model: nn.Module, inputs: tuple, loss_fn, check_values: bool) -> Diagnosis:
+def _diagnose(model: nn.Module, inputs: tuple, loss_fn: LossFn, check_values: bool) -> Diagnosis:
     report = Diagnosis()
     params = dict(model.named_parameters())
     hidden = _unregistered(model)
@@ -476,12 +484,8 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn, check_values: bool) -> D
     tracer = _Tracer(watched)
     loss = None
     try:
-        rng = _same_rng()
-        try:
-            with tracer:
-                loss = _loss(model(*inputs), loss_fn)
-        finally:
-            rng.__exit__(None, None, None)
+        with _same_rng(), tracer:
+            loss = _loss(model(*inputs), loss_fn)
         if loss.numel() != 1:
             raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
     except Exception as error:
@@ -538,9 +542,9 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn, check_values: bool) -> D
             if cut:
                 report.problems[name] = cut.kind
                 report.details[name] = _describe(cut)
-            elif first(name, "custom"):
+            elif (custom_fn := first(name, "custom")) is not None:
                 report.problems[name] = "bad_backward"
-                report.details[name] = f"the backward of {first(name, 'custom').op} returned None for it"
+                report.details[name] = f"the backward of {custom_fn.op} returned None for it"
             else:
                 report.problems[name] = "unused"
                 if events[name]:

@@ -81,14 +81,14 @@ def rel_error(a: Array, b: Array) -> float:
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    scale = np.linalg.norm(a64) + np.linalg.norm(b64)
-    return float(np.linalg.norm(a64 - b64) / max(scale, 1e-300))
+    scale = float(np.linalg.norm(a64) + np.linalg.norm(b64))
+    return float(np.linalg.norm(a64 - b64)) / max(scale, 1e-300)
 
 
 def _as_float64(value: object, name: str) -> np.ndarray:
     """A NumPy float64 copy of an array, a number or a PyTorch tensor (detached, on the CPU)."""
     if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
-        value = value.detach().cpu().numpy()  # type: ignore[attr-defined]
+        value = value.detach().cpu().numpy()
     array = np.asarray(value)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise TypeError(f"{name} must hold numbers, got an array of {array.dtype}")

@@ -24,6 +24,8 @@ from .scalar import Value
 
 if TYPE_CHECKING:  # plot must not import torch: the early chapters do not need it
     import torch
+    from matplotlib.axes import Axes
+    from matplotlib.figure import FigureBase
 
 __all__ = [
     "Figure",
@@ -62,7 +64,7 @@ OP_FILL, OP_EDGE = "#fdebd3", "#b8741a"
 NODE_FILL, OUT_FILL = "#ffffff", "#dcebe5"
 
 
-def _draw_grid(ax, values: np.ndarray | None, shape: tuple[int, int], colors: Mapping[tuple[int, int], str],
+def _draw_grid(ax: Axes, values: np.ndarray | None, shape: tuple[int, int], colors: Mapping[tuple[int, int], str],
                title: str, fmt: str = "{:g}", x0: float = 0.0, notes: Mapping[tuple[int, int], str] | None = None,
                own_axes: bool = True, y_top: float | None = None) -> None:
     """Draw a grid of unit cells, row 0 at the top, with optional numbers, colours and notes.
@@ -94,7 +96,7 @@ def _draw_grid(ax, values: np.ndarray | None, shape: tuple[int, int], colors: Ma
         ax.text(x0 + cols / 2, top + 0.25, title, ha="center", va="bottom", fontsize=10)
 
 
-def _canvas(width_units: float, height_units: float, scale: float = 0.5) -> tuple[Figure, object]:
+def _canvas(width_units: float, height_units: float, scale: float = 0.5) -> tuple[Figure, Axes]:
     """A figure with one frameless axes whose data units are ``scale`` inches."""
     fig = Figure(figsize=(width_units * scale + 0.4, height_units * scale + 0.4))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -234,7 +236,7 @@ def _box_width(texts: Iterable[str], fontsize: float) -> float:
     return max(len(line) for text in texts for line in text.split("\n")) * char_w + 0.3
 
 
-def _graph_axes(ax: Any, left: float, width: float, bottom: float, top: float) -> Any:
+def _graph_axes(ax: Axes | None, left: float, width: float, bottom: float, top: float) -> Axes:
     """The axes of a graph drawing whose data units are inches, so that monospace text fits its box.
 
     Without ``ax``, a figure of exactly ``width`` by ``top - bottom`` inches whose
@@ -249,7 +251,7 @@ def _graph_axes(ax: Any, left: float, width: float, bottom: float, top: float) -
     return ax
 
 
-def _text_box(ax: Any, centre: tuple[float, float], size: tuple[float, float], text: str, fill: str, edge: str,
+def _text_box(ax: Axes, centre: tuple[float, float], size: tuple[float, float], text: str, fill: str, edge: str,
               fontsize: float, lw: float | None = None, linespacing: float | None = None) -> None:
     """A rounded box with monospace text in it, above the arrows (None: matplotlib's default)."""
     (x, y), (w, h) = centre, size
@@ -259,7 +261,7 @@ def _text_box(ax: Any, centre: tuple[float, float], size: tuple[float, float], t
             linespacing=linespacing)
 
 
-def _arrow(ax: Any, start: tuple[float, float], end: tuple[float, float], repeat: int = 0,
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], repeat: int = 0,
            head: float = 12, lw: float = 1.1) -> None:
     """An arrow below the boxes; the ``repeat``-th copy of an edge (x * x) bends, to alternate sides."""
     ax.add_patch(FancyArrowPatch(start, end, connectionstyle=f"arc3,rad={0.3 * repeat * (-1) ** repeat}",
@@ -267,7 +269,7 @@ def _arrow(ax: Any, start: tuple[float, float], end: tuple[float, float], repeat
                                  shrinkA=0, shrinkB=0, zorder=2))
 
 
-def computational_graph(value: Value, ax: Any = None) -> Figure:
+def computational_graph(value: Value, ax: Axes | None = None) -> FigureBase:
     """The computational graph that ends at ``value``, leaves on the left and ``value`` on the right.
 
     Each value is a box "label | data | grad" (leaves blue); each operation an
@@ -282,7 +284,7 @@ def computational_graph(value: Value, ax: Any = None) -> Figure:
         ax: axes to draw into; the caller then chooses the figure size.
 
     Returns:
-        The figure holding the drawing.
+        The figure holding the drawing: a new ``Figure`` without ``ax``, else ``ax``'s (sub)figure.
 
     >>> a = Value(3.0, label="a")
     >>> fig = computational_graph(a * a)
@@ -811,8 +813,8 @@ def autograd_graph(
     tensor: torch.Tensor,
     names: Mapping[torch.Tensor, str] | None = None,
     title: str = "",
-    ax: Any = None,
-) -> Figure:
+    ax: Axes | None = None,
+) -> FigureBase:
     r"""The backward graph that autograd recorded for ``tensor``, read from ``grad_fn.next_functions``.
 
     The tensor is the green box at the top. Below it, each backward node is a
@@ -831,7 +833,7 @@ def autograd_graph(
         ax: axes to draw into; without it a figure is sized to fit the graph.
 
     Returns:
-        The figure holding the drawing.
+        The figure holding the drawing: a new ``Figure`` without ``ax``, else ``ax``'s (sub)figure.
 
     >>> import torch
     >>> x = torch.ones(3, requires_grad=True)
@@ -1083,6 +1085,8 @@ def filter_grid(w: np.ndarray, title: str = "", ncols: int = 8) -> Figure:
         raise ValueError(f"w must have shape (C_out, C_in, KH, KW), got shape {w.shape}")
     if ncols < 1:
         raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    if w.size == 0:
+        raise ValueError(f"w must hold at least one weight, got shape {w.shape}")
     c_out, c_in = w.shape[:2]
     n = c_out * c_in
     cols = min(ncols, n)
@@ -1090,15 +1094,15 @@ def filter_grid(w: np.ndarray, title: str = "", ncols: int = 8) -> Figure:
     limit = max(float(np.abs(w).max()), 1e-12)
     fig = Figure(figsize=(1.15 * cols + 1.0, 1.25 * rows + (0.5 if title else 0.2)))
     grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [0.12])
-    image = None
+    images = []
     for k in range(n):
         o, c = divmod(k, c_in)
         ax = fig.add_subplot(grid[k // cols, k % cols])
-        image = ax.imshow(w[o, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        images.append(ax.imshow(w[o, c], cmap="RdBu_r", vmin=-limit, vmax=limit))
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"filter {o}" if c_in == 1 else f"filter {o}, channel {c}", fontsize=8)
-    fig.colorbar(image, cax=fig.add_subplot(grid[:, cols]))
+    fig.colorbar(images[-1], cax=fig.add_subplot(grid[:, cols]))  # one scale: any image will do
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

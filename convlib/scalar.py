@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypeGuard, Union
 
 from ._graph import walk
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+    from matplotlib.figure import FigureBase
 
 __all__ = ["Value"]
 
@@ -36,8 +36,9 @@ Operand = Union["Value", int, float]
 _SYMBOLS = {"+": "+", "-": "\u2212", "*": "\u00d7", "/": "\u00f7", "neg": "\u2212"}
 
 
-def _is_real(x: object) -> bool:
+def _is_real(x: object) -> TypeGuard[float]:
     # bool is a Real to Python, but Value(True) is almost certainly a mistake.
+    # (TypeGuard[float]: every Real converts with float(), as Value.__init__ does.)
     return isinstance(x, Real) and not isinstance(x, bool)
 
 
@@ -299,7 +300,7 @@ class Value:
 
     # ---- the picture ----
 
-    def draw(self, ax: Axes | None = None) -> Figure:
+    def draw(self, ax: Axes | None = None) -> FigureBase:
         """Draw the graph ending at self, leaves on the left and self on the right.
 
         Each value is a box "label | data | grad"; each operation a circle
@@ -312,7 +313,8 @@ class Value:
             ax: axes to draw into; the caller then chooses the figure size.
 
         Returns:
-            The figure holding the drawing.
+            The figure holding the drawing: a new ``convlib.plot.Figure`` without ``ax``,
+            else ``ax``'s (sub)figure.
 
         >>> fig = (Value(1.0, label="a") * 2).draw()
         >>> sorted(t.get_text() for t in fig.axes[0].texts)

@@ -38,6 +38,12 @@ def test_sliding_window_out_of_range_position_raises():
         plot.sliding_window((5, 5), (3, 3), out_pos=(3, 0))
 
 
+@pytest.mark.parametrize("input_hw, kernel_hw", [((5.5, 5), (3, 3)), ((5, 5), (3.0, 3))])
+def test_sliding_window_rejects_non_integer_sizes(input_hw, kernel_hw):
+    with pytest.raises(TypeError, match=r"(input|kernel)_hw must be an int or a pair of ints"):
+        plot.sliding_window(input_hw, kernel_hw)
+
+
 def test_array_grid_writes_every_value():
     fig = plot.array_grid(np.array([[1.0, 2.0], [3.0, 4.5]]), "X")
     texts = [t.get_text() for t in fig.axes[0].texts]
@@ -377,6 +383,11 @@ def test_filter_grid_draws_every_filter_on_one_symmetric_scale():
     assert len(fig.axes) == 11  # the images and the colour bar
     with pytest.raises(ValueError, match=r"\(C_out, C_in, KH, KW\)"):
         plot.filter_grid(w[0])
+
+
+def test_filter_grid_rejects_empty_weights():
+    with pytest.raises(ValueError, match=r"at least one weight, got shape \(0, 1, 3, 3\)"):
+        plot.filter_grid(np.zeros((0, 1, 3, 3)))
 
 
 def test_image_row_shows_each_image_with_its_title():

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
+from convlib._graph import walk
 from convlib.scalar import Value
 
 pytestmark = pytest.mark.convlib
@@ -248,6 +249,28 @@ def test_value_backward_accumulates_across_calls_and_zero_grad_resets_like_torch
     tf.backward()
     check()
     assert (x.grad, y.grad, z.grad, q.grad, f.grad) == (-4.0, -4.0, 3.0, -4.0, 1.0)
+
+
+def test_walk_lists_each_reachable_node_once_after_its_parents():
+    # a graph full of reuse: shared subexpressions and a * a, where a careless walk repeats nodes
+    rng = np.random.default_rng(7)
+    nodes = [Value(float(v)) for v in rng.standard_normal(4)]
+    for _ in range(60):
+        a, b = (nodes[int(i)] for i in rng.integers(len(nodes), size=2))
+        nodes.append((a * b).tanh() if rng.random() < 0.5 else a + b)
+    out = nodes[-1]
+    order = walk([out], lambda node: node.parents)
+    # the reference: what is reachable from out, found breadth first
+    reachable, todo = {id(out)}, [out]
+    while todo:
+        for parent in todo.pop(0).parents:
+            if id(parent) not in reachable:
+                reachable.add(id(parent))
+                todo.append(parent)
+    assert sorted(id(n) for n in order) == sorted(reachable)  # each node once, none missing
+    place = {id(n): i for i, n in enumerate(order)}
+    assert all(place[id(p)] < place[id(n)] for n in order for p in n.parents)
+    assert order[-1] is out
 
 
 @pytest.mark.parametrize("bad", ["3", True, np.array([1.0]), 1 + 2j, None])
