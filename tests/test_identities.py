@@ -125,7 +125,8 @@ def test_conv2d_grad_input_stride1_is_full_correlation_with_rotated_kernel(KH, K
     go = np.random.default_rng(18).standard_normal(out.shape)
     full = (dilation * (KH - 1) - padding, dilation * (KW - 1) - padding)
     expected = convlib.conv2d(go, _rotate_and_swap(w, groups), None, 1, full, dilation, groups)
-    np.testing.assert_allclose(convlib.conv2d_grad_input(x.shape, w, go, 1, padding, dilation, groups), expected, TOL, TOL)
+    grad_x = convlib.conv2d_grad_input(x.shape, w, go, 1, padding, dilation, groups)
+    np.testing.assert_allclose(grad_x, expected, TOL, TOL)
 
 
 # The worked examples of chapters 3 and 4 (book/ch03-kernel-gradients.ipynb, book/ch04-input-gradients.ipynb).
