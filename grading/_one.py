@@ -21,6 +21,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .unit import Status
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
 
 DEAD_KERNEL_SIGNS = ("DeadKernelError", "Kernel died", "kernel died", "Kernel didn't respond")
 # A kernel that dies or hangs before its first reply has run none of the student's code
@@ -29,15 +35,11 @@ STARTUP_FAILURE_SIGNS = ("Kernel died before replying to kernel_info", "Kernel d
 STARTUP_ATTEMPTS = 3
 
 
-def _config(lane: Path):
-    from traitlets.config import Config
+def _config(lane: Path) -> Config:
+    """nbgrader's configuration of the lane, with its autograde and feedback steps replaced by the grader's."""
+    from .course import SETTINGS_FILE, nbgrader_config
 
-    settings = json.loads((lane / "config.json").read_text())
-    c = Config(settings["nbgrader"])
-    c.CourseDirectory.root = str(lane)
-    c.CourseDirectory.source_directory = "source"
-    c.CourseDirectory.release_directory = "release"
-    c.CourseDirectory.db_url = f"sqlite:///{lane / 'gradebook.db'}"
+    c = nbgrader_config(lane, json.loads((lane / SETTINGS_FILE).read_text())["nbgrader"])
     # nbgrader's autograde steps, with its executor replaced by ours: two sandboxed runs (graded and visible)
     # that keep the credit earned before a crash
     c.Autograde.autograde_preprocessors = [
@@ -57,18 +59,12 @@ def _config(lane: Path):
     return c
 
 
-def _api(lane: Path):
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-
-    config = _config(lane)
-    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-
-
 def grade(lane: Path, assignment: str, student: str) -> dict:
     from nbgrader.api import Gradebook, MissingEntry
 
-    api = _api(lane)
+    from .course import gradebook_url, nbgrader_api
+
+    api = nbgrader_api(_config(lane))
     log = ""
     for attempt in range(1, STARTUP_ATTEMPTS + 1):
         result = api.autograde(assignment, student, force=True, create=True)
@@ -84,22 +80,23 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
     autograded = sorted((lane / "autograded" / student / assignment).glob("*.ipynb"))
     if not result["success"] or not autograded:
         if kernel_never_started:
-            return {"status": "crashed", "detail": f"the Python kernel failed to start ({STARTUP_ATTEMPTS} attempts); "
-                                                   "not caused by the notebook: grade it again"}
+            return {"status": Status.CRASHED,
+                    "detail": f"the Python kernel failed to start ({STARTUP_ATTEMPTS} attempts); not caused by the "
+                              "notebook: grade it again"}
         if any(sign in log for sign in DEAD_KERNEL_SIGNS):
-            return {"status": "crashed", "detail": "the Python kernel died while running the notebook"}
+            return {"status": Status.CRASHED, "detail": "the Python kernel died while running the notebook"}
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["nbgrader could not grade it"]
-        return {"status": "invalid", "detail": last[0][:300]}
+        return {"status": Status.INVALID, "detail": last[0][:300]}
     from .execute import OUTCOME
 
     # the graded run decides: which cell killed its kernel, which ones hit the time limit
     killed_in, timed_out = OUTCOME.get("died_in"), OUTCOME.get("timed_out", [])
-    with Gradebook(f"sqlite:///{lane / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(lane)) as gb:
         try:
             submission = gb.find_submission(assignment, student)
             score, max_score = submission.score, submission.max_score
         except MissingEntry:
-            return {"status": "invalid", "detail": "nbgrader recorded no grades"}
+            return {"status": Status.INVALID, "detail": "nbgrader recorded no grades"}
         # every cell's grade, so that the parent can record this student for good (and resume without the lane)
         cells = {notebook.name: {"grades": {g.name: [g.auto_score, g.manual_score, g.needs_manual_grade]
                                             for g in notebook.grades},
@@ -120,11 +117,11 @@ def grade(lane: Path, assignment: str, student: str) -> dict:
     mistakes = {code: text for nb in autograded for code, text in mistakes_in(nb).items()}
     scored = {"score": score, "max_score": max_score, "cells": cells, "mistakes": mistakes}
     if killed_in:
-        return {"status": "crashed", **scored,
+        return {"status": Status.CRASHED, **scored,
                 "detail": f"the Python kernel died in {killed_in}; the cells after it did not run and score 0"}
     if timed_out:
-        return {"status": "timeout", **scored, "detail": "time limit hit in " + ", ".join(timed_out)}
-    return {"status": "graded", **scored, "detail": ""}
+        return {"status": Status.TIMEOUT, **scored, "detail": "time limit hit in " + ", ".join(timed_out)}
+    return {"status": Status.GRADED, **scored, "detail": ""}
 
 
 def time_reference(lane: Path, assignment: str) -> dict:
@@ -154,6 +151,17 @@ def time_reference(lane: Path, assignment: str) -> dict:
     return {"seconds": timed, "failed": failed}
 
 
+def run_task(lane: Path, assignment: str, student: str, task: str = "grade") -> dict:
+    """The outcome of one task in the lane: "grade" grades `student`, "time-reference" times the reference solution
+    (`time_reference`). Anything nbgrader raises for this student stays with this student: it is `invalid`."""
+    try:
+        if task == "time-reference":
+            return time_reference(lane, assignment)
+        return grade(lane, assignment, student)
+    except Exception as error:
+        return {"status": Status.INVALID, "detail": f"{type(error).__name__}: {error}"[:300]}
+
+
 def preload() -> None:
     """Import what every child needs, once, in the fork server."""
     import jupyter_client  # noqa: F401
@@ -170,7 +178,7 @@ def preload() -> None:
 def child(lane: str, assignment: str, student: str, env: dict[str, str], result: str, task: str = "grade") -> None:
     """Body of the forked child: own session, own environment, output to the lane's log; never returns.
 
-    task "grade" grades `student`; "time-reference" times the reference solution (`time_reference`).
+    Runs `run_task` and writes its outcome as JSON to `result`.
     """
     try:
         os.setsid()  # the parent kills this process group past the hard limit
@@ -195,13 +203,7 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
         os.environ[SOCKETS] = os.path.dirname(warm) if warm else str(sockets_folder(os.getpid()))
         os.chdir(lane)
         logging.disable(logging.WARNING)
-        try:
-            if task == "time-reference":
-                outcome = time_reference(Path(lane), assignment)
-            else:
-                outcome = grade(Path(lane), assignment, student)
-        except Exception as error:  # anything nbgrader raises for this student stays with this student
-            outcome = {"status": "invalid", "detail": f"{type(error).__name__}: {error}"[:300]}
+        outcome = run_task(Path(lane), assignment, student, task)
         partial = Path(result + ".partial")
         partial.write_text(json.dumps(outcome))
         os.replace(partial, result)  # the parent sees a whole result or none
@@ -215,11 +217,7 @@ def child(lane: str, assignment: str, student: str, env: dict[str, str], result:
 def main() -> None:
     lane, assignment, student = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     logging.disable(logging.WARNING)
-    try:
-        outcome = grade(lane, assignment, student)
-    except Exception as error:  # anything nbgrader raises for this student stays with this student
-        outcome = {"status": "invalid", "detail": f"{type(error).__name__}: {error}"[:300]}
-    print(json.dumps(outcome))
+    print(json.dumps(run_task(lane, assignment, student)))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _mount(source, target, kind, flags, data=None) -> None:
+def _mount(source: str | None, target: str, kind: str | None, flags: int, data: str | None = None) -> None:
     _check(libc.mount(source and source.encode(), target.encode(), kind and kind.encode(), ctypes.c_ulong(flags),
                       data and data.encode()), f"mount {target}")
 
@@ -174,8 +174,8 @@ def _serve(connection: socket.socket, uid: int, limits: dict) -> None:
             os.close(fd)
         connection.sendall(f"started {first}\n".encode())
         watched = os.pidfd_open(first)
-        ready, _, _ = select.select([connection, watched], [], [])
-        if connection in ready:  # the launcher is gone (killed, or the kernel shut down): so is the kernel
+        ready, _, _ = select.select([connection.fileno(), watched], [], [])
+        if connection.fileno() in ready:  # the launcher is gone (killed, or the kernel shut down): so is the kernel
             os.kill(first, signal.SIGKILL)
         _, status = os.waitpid(first, 0)
         try:

@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
                    help="nbgrader source folder holding the assignment (default: solutions)")
     a.add_argument("--config", type=Path, default=Path("nbgrader_config.py"),
                    help="nbgrader settings to use (default: ./nbgrader_config.py)")
-    a.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: Execute.timeout in the config)")
+    a.add_argument("--timeout", type=int, default=None,
+                   help="seconds per cell (default: Execute.timeout in the config)")
     a.add_argument("--time-multiple", type=float, default=10.0,
                    help="a cell's time limit is this many times its time in the reference solution, plus "
                         "--time-floor, and never above --timeout (default 10; 0: --timeout for every cell)")

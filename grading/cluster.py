@@ -27,7 +27,6 @@ import atexit
 import hashlib
 import itertools
 import multiprocessing
-import queue
 import shutil
 import sys
 import tempfile
@@ -35,11 +34,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .submissions import Submission
-from .unit import Kit, Result, Unit
+from .unit import Kit, Result, Status, Unit, hash_files
+
+if TYPE_CHECKING:
+    from .run import Machine
 
 CONNECT_SECONDS = 30  # to reach the scheduler
 WORKERS_SECONDS = 120  # for a first worker to join, when none has yet
@@ -56,9 +58,8 @@ DAEMON_ADVICE = ("start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False in t
 
 def _digest(folder: Path, pattern: str) -> str:
     h = hashlib.sha256()
-    for path in sorted(folder.glob(pattern)):
-        if "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    hash_files(h, ((str(path.relative_to(folder)), path.read_bytes()) for path in sorted(folder.glob(pattern))
+                   if "__pycache__" not in path.parts))
     return h.hexdigest()[:16]
 
 
@@ -92,67 +93,41 @@ def fingerprint(sandbox: bool = True) -> dict:
     }
 
 
-class _Machine:
-    """This worker process's scratch folders: lanes made from the kits it receives, one per task at a time."""
-
-    def __init__(self, memory_mb: int, sandbox: bool) -> None:
-        from .run import child_environment
-
-        self.work = Path(tempfile.mkdtemp(prefix="grading-worker-"))
-        atexit.register(shutil.rmtree, self.work, True)
-        self.env = child_environment(self.work, memory_mb, sandbox)
-        self.free: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        self.made = itertools.count()
-
-    @contextmanager
-    def lane(self, kit: Kit) -> Iterator[Path]:
-        try:
-            lane = self.free.get_nowait()
-        except queue.Empty:
-            lane = self.work / f"lane-{next(self.made)}"
-        try:
-            yield kit.lane(lane)
-        finally:
-            self.free.put(lane)
-
-
-_MACHINES: dict[tuple[int, bool], _Machine] = {}
+_MACHINES: dict[tuple[int, bool], Machine] = {}
 _MACHINES_LOCK = threading.Lock()
 
 
-def _machine(memory_mb: int, sandbox: bool) -> _Machine:
+def _machine(memory_mb: int, sandbox: bool) -> Machine:
+    """This worker process's grading.run.Machine for these settings: lanes in a scratch folder of its own, made
+    when a task needs one."""
+    from .run import Machine, child_environment
+
     with _MACHINES_LOCK:
         if (memory_mb, sandbox) not in _MACHINES:
             problems = fingerprint(sandbox)["problems"]
             if problems:
                 raise RuntimeError("this worker cannot grade: " + "; ".join(problems))
-            _MACHINES[memory_mb, sandbox] = _Machine(memory_mb, sandbox)
+            work = Path(tempfile.mkdtemp(prefix="grading-worker-"))
+            atexit.register(shutil.rmtree, work, True)
+            _MACHINES[memory_mb, sandbox] = Machine(work, child_environment(work, memory_mb, sandbox))
         return _MACHINES[memory_mb, sandbox]
 
 
 def grade_on_worker(kit: Kit, unit: Unit, memory_mb: int, sandbox: bool, hard_limit: float) -> Result:
     """The task a worker runs for one student: grading.run.grade_unit in a lane of this worker's machine."""
-    from .run import grade_unit
-
-    machine = _machine(memory_mb, sandbox)
-    with machine.lane(kit) as lane:
-        return grade_unit(kit, unit, lane, machine.env, hard_limit)
+    return _machine(memory_mb, sandbox).grade(kit, unit, hard_limit)
 
 
 def time_reference_on_worker(kit: Kit, memory_mb: int, sandbox: bool, hard_limit: float) -> dict:
     """The task that times the reference solution's cells (grading.run.calibrate) on a worker."""
-    from .run import run_child
-
-    machine = _machine(memory_mb, sandbox)
-    with machine.lane(kit) as lane:
-        return run_child(lane, kit.assignment, "reference", machine.env, hard_limit, task="time-reference")
+    return _machine(memory_mb, sandbox).time_reference(kit, hard_limit)
 
 
 # --- the grader's side -------------------------------------------------------------------------------
 
 class Cluster:
-    """The grader's connection to a Dask cluster: checks its workers, then grades units there (same interface as
-    grading.run.Lanes)."""
+    """The grader's connection to a Dask cluster: checks its workers, then grades units there (grading.run.Graders,
+    as grading.run.Lanes)."""
 
     def __init__(self, address: str, kit: Kit, memory_mb: int, sandbox: bool, hard_limit: float,
                  quiet: bool = False) -> None:
@@ -213,7 +188,7 @@ class Cluster:
         try:
             return future.result()
         except Exception as error:  # a worker that died, or could not grade: grading goes on without limits
-            return {"status": "crashed", "detail": f"{type(error).__name__}: {error}"[:300]}
+            return {"status": Status.CRASHED, "detail": f"{type(error).__name__}: {error}"[:300]}
 
     def _in_flight_limit(self) -> int:
         return max(2, IN_FLIGHT_PER_THREAD * sum(self.client.nthreads().values()))
@@ -229,8 +204,8 @@ class Cluster:
             for sub in itertools.islice(waiting, count):
                 key = f"grade-{sub.student}-{uuid.uuid4().hex}"
                 self.running[key] = sub.student
-                done.add(self.client.submit(grade_on_worker, self.kit_future, Unit(sub.student, sub.notebook.read_bytes()),
-                                            self.memory_mb, self.sandbox, self.hard_limit, key=key, pure=False))
+                done.add(self.client.submit(grade_on_worker, self.kit_future, Unit.of(sub), self.memory_mb,
+                                            self.sandbox, self.hard_limit, key=key, pure=False))
 
         send(self._in_flight_limit())
         for future in done:
@@ -239,7 +214,7 @@ class Cluster:
             try:
                 result = future.result()
             except Exception as error:
-                result = Result(student, "crashed", detail=self.failure(error), seconds=time.monotonic() - started)
+                result = Result(student, Status.CRASHED, detail=self.failure(error), seconds=time.monotonic() - started)
             future.release()
             send(max(0, self._in_flight_limit() - done.count()))
             yield result

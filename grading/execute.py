@@ -1,4 +1,5 @@
-"""How a submission runs in nbgrader's autograde: twice, each time in a sandboxed kernel, keeping credit earned before a crash.
+"""How a submission runs in nbgrader's autograde: twice, each time in a sandboxed kernel, keeping the credit earned
+before a crash.
 
 Hidden tests run in the learner's own kernel, so learner code can watch them run (an IPython
 hook sees each cell's source, and so do `sys.settrace` and `inspect`) and print what it saw
@@ -32,13 +33,16 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from queue import Empty
+from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.utils import ensure_async
 from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
@@ -65,15 +69,15 @@ KNOWN_ERRORS = frozenset(name for name, value in vars(builtins).items()
 OUTCOME: dict = {}
 
 
-def _error(ename: str, evalue: str, traceback: list[str] | None = None):
+def _error(ename: str, evalue: str, traceback: list[str] | None = None) -> NotebookNode:
     return new_output("error", ename=ename, evalue=evalue, traceback=traceback or [f"{ename}: {evalue}"])
 
 
-def cell_name(cell, index: int) -> str:
+def cell_name(cell: NotebookNode, index: int) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index}")
 
 
-def _failure(cell):
+def _failure(cell: Mapping[str, Any]) -> NotebookNode | None:
     """The output that costs a test cell its points (nbgrader: an error, or anything on stderr), or None."""
     for output in cell.get("outputs", []):
         if output.output_type == "error" or (output.output_type == "stream" and output.get("name") == "stderr"):
@@ -81,7 +85,7 @@ def _failure(cell):
     return None
 
 
-def verdict(cell) -> dict | None:
+def verdict(cell: NotebookNode) -> dict | None:
     """What the grader takes from a test cell of the graded run: None if it passed, else a name and a short message."""
     failure = _failure(cell)
     if failure is None:
@@ -102,7 +106,7 @@ def verdict(cell) -> dict | None:
     return {"ename": ename, "message": mistake}
 
 
-def is_test(cell) -> bool:
+def is_test(cell: NotebookNode) -> bool:
     """An autograded test cell: its points depend on whether it runs without error."""
     return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
 
@@ -157,7 +161,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
     client_factory = Type(klass=PromptKernelClient)  # what km.client() makes (client_class only sets it on change)
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         base = os.environ.get(SOCKETS) or None
         if base:
             os.makedirs(base, exist_ok=True)
@@ -189,7 +193,7 @@ class ExecuteKeepingCredit(Execute):
     cell_limits = Dict(default_value={}, help="seconds per cell, by grade_id (at most `timeout`)").tag(config=True)
     _died_in: int | None = None
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs["kernel_manager_class"] = SandboxedKernelManager
         # a kernel serves one run and is thrown away: kill it rather than ask it to shut down and wait (about
         # 0.6 s a kernel); the sandbox (--die-with-parent, its own PID namespace) takes every process it started along
@@ -197,19 +201,20 @@ class ExecuteKeepingCredit(Execute):
         super().__init__(**kwargs)
         self.seconds: dict[int, float] = {}
 
-    def _get_timeout(self, cell):
+    def _get_timeout(self, cell: NotebookNode | None) -> float | None:
         timeout = super()._get_timeout(cell)
         limit = None if cell is None else self.cell_limits.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
         if limit is None:
             return timeout
         return min(limit, timeout) if timeout else limit
 
-    def preprocess(self, nb, resources=None, km=None):
+    def preprocess(self, nb: NotebookNode, resources: dict | None = None, km: Any = None
+                   ) -> tuple[NotebookNode, dict | None]:
         self._died_in = None
         self.seconds = {}
         return super().preprocess(nb, resources, km)
 
-    def preprocess_cell(self, cell, resources, index):
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         if cell.cell_type != "code":
             return super().preprocess_cell(cell, resources, index)
         if self._died_in is not None:
@@ -225,11 +230,14 @@ class ExecuteKeepingCredit(Execute):
         finally:
             self.seconds[index] = time.monotonic() - started
 
-    def run_copy(self, nb, resources, kind: str):
+    def run_copy(self, nb: NotebookNode, resources: dict | None, kind: str
+                 ) -> tuple[NotebookNode, int | None, dict[int, float]]:
         """Execute a copy of `nb` in a fresh kernel whose working folder is new and empty.
 
         Returns (the executed copy, the index of the cell that killed the kernel or None, seconds per cell index).
         """
+        if resources is None:
+            raise ValueError(f"the {kind} run needs nbgrader's resources: the notebook's path and its student")
         nb = copy.deepcopy(nb)
         path = Path(resources["metadata"]["path"]).resolve()
         student = resources.get("nbgrader", {}).get("student", "student")
@@ -247,11 +255,13 @@ class ExecuteKeepingCredit(Execute):
 class ExecuteTwice(ExecuteKeepingCredit):
     """The graded run (hidden tests in; only verdicts come back), then the visible run (its outputs are shown)."""
 
-    def preprocess(self, nb, resources=None, km=None):
+    def preprocess(self, nb: NotebookNode, resources: dict | None = None, km: Any = None
+                   ) -> tuple[NotebookNode, dict | None]:
         OUTCOME.clear()
         graded, died_in, _ = self.run_copy(nb, resources, "graded")
         OUTCOME.update(died_in=None if died_in is None else cell_name(graded.cells[died_in], died_in),
-                       timed_out=[f"{cell_name(c, i)} ({self._get_timeout(c):.3g} s)" for i, c in enumerate(graded.cells)
+                       timed_out=[f"{cell_name(c, i)} ({self._get_timeout(c):.3g} s)"
+                                  for i, c in enumerate(graded.cells)
                                   if any(o.get("ename") == TIMEOUT for o in c.get("outputs", []))])
         visible = copy.deepcopy(nb)
         for cell in visible.cells:

@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
+from nbformat import NotebookNode
 from traitlets import Bool
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -48,7 +49,7 @@ class HideHiddenTests(Preprocessor):
 
     enabled = Bool(True)  # nbconvert preprocessors are off unless enabled
 
-    def preprocess_cell(self, cell, resources, index):
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         if cell.cell_type == "code":
             cell.source, _ = strip_hidden(cell.source)
         return cell, resources
@@ -84,7 +85,8 @@ def mathjax_source() -> Path:
 
 
 def use_local_mathjax(page: Path) -> bool:
-    """Point a feedback page at the MathJax beside it (mathjax/) instead of a CDN; False if the page has no MathJax block."""
+    """Point a feedback page at the MathJax beside it (mathjax/) instead of a CDN; False if the page has no MathJax
+    block."""
     text, found = MATHJAX_BLOCK.subn(lambda _: LOCAL_MATHJAX, page.read_text(), count=1)
     if found:
         page.write_text(text)

@@ -21,7 +21,12 @@ import csv
 import html
 import re
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
+
+from .unit import Outcome, Status
+
+Roster = dict[str, dict[str, str]]  # student_id -> {roster column: value} (read_roster)
 
 MISTAKE_LINE = re.compile(r"likely mistake \[(?P<code>[a-z0-9]+(?:-[a-z0-9]+)*)\]: (?P<text>[^\n]+)")
 
@@ -46,7 +51,7 @@ def mistakes_in(notebook: Path) -> dict[str, str]:
 # --- tables over the class -------------------------------------------------------------------------
 
 
-def cell_table(rows, points: dict[str, float]) -> list[dict]:
+def cell_table(rows: Sequence[Outcome], points: dict[str, float]) -> list[dict]:
     """Per graded cell (in notebook order): max points, the class's mean, how many learners got full, part, none.
 
     Over the whole class, as the gradebook holds it: a submission that could not be graded (missing, invalid,
@@ -66,7 +71,7 @@ def cell_table(rows, points: dict[str, float]) -> list[dict]:
     return table
 
 
-def mistake_table(rows) -> list[dict]:
+def mistake_table(rows: Sequence[Outcome]) -> list[dict]:
     """Per likely mistake: its code, its text and the learners whose feedback names it, most frequent first."""
     learners: dict[str, list[str]] = {}
     texts: dict[str, str] = {}
@@ -98,7 +103,7 @@ CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 MOODLE_COLUMNS = ("ID number", "Email address", "Username")
 
 
-def read_roster(path: Path) -> dict[str, dict[str, str]]:
+def read_roster(path: Path) -> Roster:
     """{student_id: {column: value}} from a roster CSV; a clear error for anything that is not one."""
     if not path.is_file():
         raise ValueError(f"--roster {path}: no such file")
@@ -112,7 +117,7 @@ def read_roster(path: Path) -> dict[str, dict[str, str]]:
         if unknown:
             raise ValueError(f"--roster {path}: unknown column(s) {', '.join(unknown)}; "
                              f"expected some of {', '.join(ROSTER_COLUMNS)}")
-        roster: dict[str, dict[str, str]] = {}
+        roster: Roster = {}
         for number, entry in enumerate(reader, start=2):
             entry = {key.strip(): (value or "").strip() for key, value in entry.items() if key}
             student = entry["student_id"]
@@ -124,13 +129,13 @@ def read_roster(path: Path) -> dict[str, dict[str, str]]:
     return roster
 
 
-def roster_problems(rows, roster: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+def roster_problems(rows: Sequence[Outcome], roster: Roster) -> dict[str, list[str]]:
     """Roster entries without a submission folder, and submission folders without a roster entry."""
     students = {row.student for row in rows}
     return {"no_submission": sorted(set(roster) - students), "not_in_roster": sorted(students - set(roster))}
 
 
-def write_canvas(rows, roster, column: str, max_score: float, path: Path) -> None:
+def write_canvas(rows: Sequence[Outcome], roster: Roster, column: str, max_score: float, path: Path) -> None:
     """Canvas's gradebook import: its identifier columns, then one assignment column; a learner without a
     submission folder gets an empty cell (Canvas leaves that grade as it is)."""
     scores = {row.student: row.score for row in rows}
@@ -144,7 +149,7 @@ def write_canvas(rows, roster, column: str, max_score: float, path: Path) -> Non
                              _number(scores[student]) if student in scores else ""])
 
 
-def write_moodle(rows, roster, column: str, path: Path) -> None:
+def write_moodle(rows: Sequence[Outcome], roster: Roster, column: str, path: Path) -> None:
     """Moodle's CSV grade import: user identifiers, then one grade item column; learners without a
     submission folder are left out (Moodle then changes nothing for them)."""
     scores = {row.student: row.score for row in rows}
@@ -164,9 +169,9 @@ def _number(x: float) -> str:
 # --- the page ------------------------------------------------------------------------------------------
 
 
-def write_html(path: Path, assignment: str, rows, cells: list[dict], mistakes: list[dict], histogram: Path,
-               statuses: tuple[str, ...], problems: dict[str, list[str]] | None) -> None:
-    counts = {status: sum(row.status == status for row in rows) for status in statuses}
+def write_html(path: Path, assignment: str, rows: Sequence[Outcome], cells: list[dict], mistakes: list[dict],
+               histogram: Path, problems: dict[str, list[str]] | None) -> None:
+    counts = {status: sum(row.status == status for row in rows) for status in Status}
     scores = [row.score for row in rows]
     picture = base64.b64encode(histogram.read_bytes()).decode() if histogram.exists() else ""
     e = html.escape
@@ -186,16 +191,16 @@ def write_html(path: Path, assignment: str, rows, cells: list[dict], mistakes: l
                      f"</figure>")
     parts.append("<h2>Points per graded cell</h2>")
     parts.append(table(["cell", "points", "mean", "full marks", "part", "none"],
-                       [[c["cell"], _number(c["max_points"]), f"{c['mean_points']:.2f}", c["full"], c["part"], c["none"]]
-                        for c in cells]))
+                       [[c["cell"], _number(c["max_points"]), f"{c['mean_points']:.2f}", c["full"], c["part"],
+                         c["none"]] for c in cells]))
     parts.append("<h2>Likely mistakes the checks recognised</h2>")
     parts.append(table(["mistake", "learners", "code"], [[m["mistake"], m["learners"], m["code"]] for m in mistakes])
                  if mistakes else "<p>None.</p>")
     if problems is not None:
         parts.append("<h2>Roster</h2>")
-        parts.append(f"<p>In the roster without a submission folder: {e(', '.join(problems['no_submission']) or 'none')}."
-                     f"</p><p>Submission folders not in the roster (left out of the LMS files): "
-                     f"{e(', '.join(problems['not_in_roster']) or 'none')}.</p>")
+        parts.append(f"<p>In the roster without a submission folder: "
+                     f"{e(', '.join(problems['no_submission']) or 'none')}.</p><p>Submission folders not in the "
+                     f"roster (left out of the LMS files): {e(', '.join(problems['not_in_roster']) or 'none')}.</p>")
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}")
     path.write_text(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(assignment)} report</title>"

@@ -21,12 +21,18 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol
 
+from .course import SETTINGS_FILE, gradebook_url, nbgrader_api, nbgrader_config
 from .report import (
+    Roster,
     _number,
     cell_table,
     mistake_table,
@@ -38,10 +44,13 @@ from .report import (
     write_table,
 )
 from .submissions import Submission, collect, unpack
-from .unit import Kit, Outcome, Result, Unit, pack_kit, put_submission, store, take_outputs
+from .unit import Kit, Outcome, Result, Status, Unit, hash_files, pack_kit, put_submission, store, take_outputs
 
-STATUSES = ("graded", "timeout", "crashed", "invalid", "missing", "pending")  # pending: the run was interrupted
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkServerContext
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+NOT_SOURCE = (".ipynb_checkpoints", "__pycache__")  # in an assignment's folder, never part of it
 
 
 @dataclass
@@ -119,44 +128,6 @@ def child_environment(work: Path, memory_mb: int, sandbox: bool) -> dict[str, st
     return env
 
 
-def alembic_head() -> str:
-    """The newest revision of nbgrader's gradebook schema, read with alembic's API in this process."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-    from nbgrader.dbutil import ALEMBIC_DIR
-
-    config = Config()
-    config.set_main_option("script_location", ALEMBIC_DIR)
-    return ScriptDirectory.from_config(config).get_current_head()
-
-
-def _stamp_gradebooks_in_process() -> None:
-    """Let nbgrader stamp a new gradebook without running the `alembic` command.
-
-    nbgrader marks every gradebook it creates with its schema's newest revision, which it finds by
-    running `alembic heads`: a second Python process (about a second) that must be on PATH. Reading
-    the same revision in this process gives the same answer (tests/test_grading.py compares the two)
-    and lets `python -m grading` run from a shell where the environment is not activated.
-    """
-    import nbgrader.api
-
-    nbgrader.api.get_alembic_version = alembic_head
-
-
-def _api(root: Path, settings: dict, db_url: str):
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-    from traitlets.config import Config
-
-    _stamp_gradebooks_in_process()  # both gradebooks this module creates are made through this API
-    c = Config(settings)
-    c.CourseDirectory.root = str(root)
-    c.CourseDirectory.source_directory = "source"
-    c.CourseDirectory.release_directory = "release"
-    c.CourseDirectory.db_url = db_url
-    return NbGraderAPI(coursedir=CourseDirectory(config=c), config=c)
-
-
 def make_template(options: Options, settings: dict, work: Path) -> tuple[Path, list[str], int]:
     """A course folder with the assignment's source and a gradebook that knows it (copied to every lane)."""
     source = options.source / options.assignment
@@ -165,10 +136,9 @@ def make_template(options: Options, settings: dict, work: Path) -> tuple[Path, l
         raise ValueError(f"ASSIGNMENT {options.assignment!r} not found in {options.source}/ "
                          f"(available: {', '.join(available) or 'none'})")
     template = work / "template"
-    shutil.copytree(source, template / "source" / options.assignment,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    (template / "config.json").write_text(json.dumps({"nbgrader": settings}))
-    result = _api(template, settings, f"sqlite:///{template / 'gradebook.db'}").generate_assignment(options.assignment)
+    shutil.copytree(source, template / "source" / options.assignment, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    (template / SETTINGS_FILE).write_text(json.dumps({"nbgrader": settings}))
+    result = nbgrader_api(nbgrader_config(template, settings)).generate_assignment(options.assignment)
     if not result["success"]:
         raise RuntimeError(f"nbgrader generate_assignment failed for {options.assignment}:\n{result.get('log', '')}"
                            f"{result.get('error', '')}")
@@ -182,10 +152,10 @@ def make_template(options: Options, settings: dict, work: Path) -> tuple[Path, l
 
 # --- one student ---------------------------------------------------------------------------------
 
-_FORKS = None
+_FORKS: ForkServerContext | None = None
 
 
-def _forks():
+def _forks() -> ForkServerContext:
     """A multiprocessing context whose children are forked from a server that has nbgrader imported."""
     global _FORKS
     if _FORKS is None:
@@ -208,12 +178,11 @@ _RUNNING_LOCK = threading.Lock()
 
 
 def _stop_running_children() -> None:
+    from .sandbox import kill_group
+
     with _RUNNING_LOCK:
         for pid in _RUNNING:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_group(pid)
 
 
 def lane_environment(lane: Path, env: dict[str, str]) -> dict[str, str]:
@@ -249,29 +218,29 @@ def run_child(lane: Path, assignment: str, student: str, env: dict[str, str], ha
     process = _forks().Process(target=_one.child, args=(str(lane), assignment, student, env, str(result), task),
                                name=f"{task}-{student}")
     process.start()
+    pid = process.pid
+    if pid is None:  # start() sets it, or raises
+        raise RuntimeError(f"the grading child for {student} did not start")
     with _RUNNING_LOCK:
-        _RUNNING.add(process.pid)
+        _RUNNING.add(pid)
     try:
         process.join(hard_limit)
         if process.is_alive():
-            return {"status": "timeout", "detail": f"grading exceeded {hard_limit:.0f} s and was stopped"}
+            return {"status": Status.TIMEOUT, "detail": f"grading exceeded {hard_limit:.0f} s and was stopped"}
         if result.exists():
             return json.loads(result.read_text())
         output = lane / "logs" / f"{student}.out"
         last = (output.read_text(errors="replace").strip().splitlines() if output.exists() else []) or ["no message"]
-        return {"status": "crashed", "detail": f"the grader process ended without a result "
-                                               f"(exit code {process.exitcode}): {last[-1][:200]}"}
+        return {"status": Status.CRASHED, "detail": f"the grader process ended without a result "
+                                                   f"(exit code {process.exitcode}): {last[-1][:200]}"}
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the child's session: whatever it left running
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.join()
-        from .sandbox import sockets_folder
+        from .sandbox import kill_group, sockets_folder
 
-        shutil.rmtree(sockets_folder(process.pid), ignore_errors=True)  # what a killed child left
+        kill_group(pid)  # the child's session: whatever it left running
+        process.join()
+        shutil.rmtree(sockets_folder(pid), ignore_errors=True)  # what a killed child left
         with _RUNNING_LOCK:
-            _RUNNING.discard(process.pid)
+            _RUNNING.discard(pid)
         process.close()
 
 
@@ -292,7 +261,7 @@ def grade_unit(kit: Kit, unit: Unit, lane: Path, env: dict[str, str], hard_limit
 REFERENCE_TIMES = "reference-times.json"
 
 
-def calibrate(options: Options, time_reference, key: str) -> dict[str, float]:
+def calibrate(options: Options, time_reference: Callable[[], dict], key: str) -> dict[str, float]:
     """Each cell's time limit, {grade_id: seconds}: time_multiple x its time in the reference solution + time_floor.
 
     The reference solution runs once per assignment and settings (`time_reference()`, on a lane or a worker;
@@ -325,36 +294,82 @@ def calibrate(options: Options, time_reference, key: str) -> dict[str, float]:
             for name, seconds in measured["seconds"].items()}
 
 
-class Lanes:
-    """This machine's lanes: `jobs` course folders made from the kit, each grading one student at a time."""
+class Machine:
+    """Where this machine grades: lanes (course folders) under `work`, each lent to one task at a time and made
+    from that task's kit, and `env`, the environment of their grading children (child_environment).
 
-    def __init__(self, kit: Kit, work: Path, jobs: int, env: dict[str, str], hard_limit: float) -> None:
-        self.work, self.jobs, self.env, self.hard_limit = work, jobs, env, hard_limit
-        self.free: queue.Queue[Path] = queue.Queue()
-        self.use(kit)
-        for k in range(jobs):
-            self.free.put(work / f"lane-{k}")
-        self.pool = ThreadPoolExecutor(max_workers=jobs)
+    A local run grades on one (Lanes); each worker of a cluster has its own (grading.cluster).
+    """
 
-    def use(self, kit: Kit) -> None:
-        """Grade with `kit` from now on (called between gradings, never during one)."""
-        self.kit = kit
-        for k in range(self.jobs):
-            kit.lane(self.work / f"lane-{k}")
+    def __init__(self, work: Path, env: dict[str, str], lanes: int = 0) -> None:
+        self.work, self.env = work, env
+        self.free: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self.made = count()
+        for _ in range(lanes):  # named now: their warm kernel servers may be starting already (start_lanes)
+            self.free.put(self._new_lane())
 
-    def time_reference(self) -> dict:
-        return run_child(self.work / "lane-0", self.kit.assignment, "reference", self.env, self.hard_limit,
-                         task="time-reference")
+    def _new_lane(self) -> Path:
+        return self.work / f"lane-{next(self.made)}"
 
-    def _grade(self, sub: Submission) -> Result:
-        lane = self.free.get()
+    @contextmanager
+    def lane(self, kit: Kit) -> Iterator[Path]:
+        """A lane for one task, made from `kit` if it is not already: a free one, else a new one."""
         try:
-            return grade_unit(self.kit, Unit(sub.student, sub.notebook.read_bytes()), lane, self.env, self.hard_limit)
+            lane = self.free.get_nowait()
+        except queue.Empty:
+            lane = self._new_lane()
+        try:
+            yield kit.lane(lane)
         finally:
             self.free.put(lane)
 
-    def grade(self, submissions: list[Submission]) -> Iterator[Result]:
-        """Each submission's result, as the lanes finish them."""
+    def grade(self, kit: Kit, unit: Unit, hard_limit: float) -> Result:
+        with self.lane(kit) as lane:
+            return grade_unit(kit, unit, lane, self.env, hard_limit)
+
+    def time_reference(self, kit: Kit, hard_limit: float) -> dict:
+        """The reference solution's time per cell, measured in a lane (see calibrate), or why there is none."""
+        with self.lane(kit) as lane:
+            return run_child(lane, kit.assignment, "reference", self.env, hard_limit, task="time-reference")
+
+
+class Graders(Protocol):
+    """What grades a class: this machine's Lanes, or the workers of a Dask cluster (grading.cluster.Cluster)."""
+
+    def use(self, kit: Kit) -> None:
+        """Grade with `kit` from now on (called between gradings, never during one)."""
+
+    def time_reference(self) -> dict:
+        """Machine.time_reference with the kit in use, on one of these graders."""
+
+    def grade(self, submissions: Iterable[Submission]) -> Iterator[Result]:
+        """Each submission's result (every one has a notebook), as the graders finish them."""
+
+    def stop(self) -> None:
+        """Interrupted: stop grading now; what has not been recorded yet is not."""
+
+    def close(self) -> None:
+        """Done: release what grading held (threads, servers, connections)."""
+
+
+class Lanes:
+    """This machine's lanes: `jobs` course folders made from the kit, each grading one student at a time (Graders)."""
+
+    def __init__(self, kit: Kit, work: Path, jobs: int, env: dict[str, str], hard_limit: float) -> None:
+        self.machine, self.hard_limit = Machine(work, env, lanes=jobs), hard_limit
+        self.use(kit)
+        self.pool = ThreadPoolExecutor(max_workers=jobs)
+
+    def use(self, kit: Kit) -> None:
+        self.kit = kit
+
+    def time_reference(self) -> dict:
+        return self.machine.time_reference(self.kit, self.hard_limit)
+
+    def _grade(self, sub: Submission) -> Result:
+        return self.machine.grade(self.kit, Unit.of(sub), self.hard_limit)  # the notebook read when its turn comes
+
+    def grade(self, submissions: Iterable[Submission]) -> Iterator[Result]:
         for future in as_completed([self.pool.submit(self._grade, sub) for sub in submissions]):
             yield future.result()
 
@@ -400,26 +415,28 @@ def check_database(db_url: str | None) -> None:
         raise ValueError(f"--db {shown}: cannot connect ({type(error).__name__}: {cause}); nobody was graded") from None
 
 
-def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_url: str) -> dict[str, tuple]:
+def merge(rows: list[Row], options: Options, settings: dict, template: Path, db_url: str
+          ) -> dict[str, tuple[float, float]]:
     """Write every student's recorded grades into the course gradebook (one writer); return its scores per student."""
     import warnings
 
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
-    # nbgrader's own relationship bookkeeping warns while grades are copied; the copy is checked by the tests
-    warnings.filterwarnings("ignore", category=SAWarning)
     if options.db is None:
         # the template's gradebook already holds the assignment (and creating a gradebook costs seconds)
         shutil.copyfile(template / "gradebook.db", options.out / "gradebook.db")
     else:
         merged = template.parent / "merged"
         shutil.copytree(template / "source", merged / "source")
-        result = _api(merged, settings, db_url).generate_assignment(options.assignment)
+        result = nbgrader_api(nbgrader_config(merged, settings, db_url)).generate_assignment(options.assignment)
         if not result["success"]:
             raise RuntimeError(f"could not create the assignment in {shown_url(db_url)}:\n{result.get('log', '')}")
-    scores = {}
-    with Gradebook(db_url) as target:
+    scores: dict[str, tuple[float, float]] = {}
+    # nbgrader's own relationship bookkeeping warns while grades are copied (the tests check the copy): not
+    # shown, here only
+    with warnings.catch_warnings(), Gradebook(db_url) as target:
+        warnings.simplefilter("ignore", SAWarning)
         for row in rows:
             target.update_or_create_student(row.student)
             submission = target.update_or_create_submission(options.assignment, row.student)
@@ -476,18 +493,22 @@ def write_histogram(rows: list[Row], max_score: float, path: Path, assignment: s
     plt.close(fig)
 
 
+# what the placeholder feedback page of a submission nbgrader could not grade tells the learner to do
+ADVICE: dict[str, str] = {
+    Status.MISSING: "No notebook was found in your submission folder. Submit the .ipynb file itself.",
+    Status.INVALID: "Your file could not be graded as a notebook. Open it in Jupyter, check that it runs with "
+                    "Kernel &rarr; Restart &amp; Run All, save, and submit the .ipynb file again.",
+    Status.CRASHED: "The Python kernel died while your notebook ran (for example os._exit, a crash in a library, "
+                    "or running out of memory). Run it with Restart &amp; Run All to find the cell that stops it.",
+    Status.TIMEOUT: "Grading your notebook took too long and was stopped. Look for a loop that never ends.",
+}
+
+
 def write_placeholder_feedback(row: Row, out: Path, notebook_name: str) -> None:
     """Feedback for a submission nbgrader could not grade: what happened and what to do."""
     import html
 
-    advice = {
-        "missing": "No notebook was found in your submission folder. Submit the .ipynb file itself.",
-        "invalid": "Your file could not be graded as a notebook. Open it in Jupyter, check that it runs with "
-                   "Kernel &rarr; Restart &amp; Run All, save, and submit the .ipynb file again.",
-        "crashed": "The Python kernel died while your notebook ran (for example os._exit, a crash in a library, "
-                   "or running out of memory). Run it with Restart &amp; Run All to find the cell that stops it.",
-        "timeout": "Grading your notebook took too long and was stopped. Look for a loop that never ends.",
-    }[row.status]
+    advice = ADVICE[row.status]
     target = out / "feedback" / row.student
     target.mkdir(parents=True, exist_ok=True)
     (target / notebook_name.replace(".ipynb", ".html")).write_text(
@@ -524,7 +545,7 @@ class Progress:
 
 
 def write_reports(rows: list[Row], options: Options, source: Path, max_score: float,
-                  roster: dict[str, dict[str, str]] | None) -> dict[str, list[str]] | None:
+                  roster: Roster | None) -> dict[str, list[str]] | None:
     """OUT/report.html, report-cells.csv, report-mistakes.csv; with a roster, canvas.csv and moodle.csv.
 
     Returns the roster's problems (entries without a submission, submissions without an entry), or None.
@@ -545,12 +566,12 @@ def write_reports(rows: list[Row], options: Options, source: Path, max_score: fl
         write_canvas(rows, roster, column, max_score, options.out / "canvas.csv")
         write_moodle(rows, roster, column, options.out / "moodle.csv")
     write_html(options.out / "report.html", options.assignment, rows, cells, mistakes, options.out / "scores.png",
-               STATUSES, problems)
+               problems)
     return problems
 
 
 def summary(rows: list[Row], options: Options, elapsed: float, problems: dict[str, list[str]] | None = None) -> str:
-    counts = {status: sum(row.status == status for row in rows) for status in STATUSES}
+    counts = {status: sum(row.status == status for row in rows) for status in Status}
     scores = [row.score for row in rows]
     where = f"on the workers of {options.scheduler}" if options.scheduler else f"with {options.jobs} job(s)"
     lines = [f"graded {len(rows)} submissions of {options.assignment} in {elapsed:.1f} s {where}",
@@ -567,7 +588,8 @@ def summary(rows: list[Row], options: Options, elapsed: float, problems: dict[st
             if problems[key]:
                 lines.append(f"  {what}: {', '.join(problems[key])}")
     lines.append(f"results: {options.out / 'grades.csv'}, feedback in {options.out / 'feedback'}/, "
-                 f"report {options.out / 'report.html'}" + (", canvas.csv and moodle.csv" if problems is not None else ""))
+                 f"report {options.out / 'report.html'}"
+                 + (", canvas.csv and moodle.csv" if problems is not None else ""))
     return "\n".join(lines)
 
 
@@ -580,9 +602,9 @@ def grading_key(options: Options, settings: dict) -> str:
     """Changes whenever a grade could: the assignment's source files, the nbgrader settings, the limits, this code."""
     digest = hashlib.sha256()
     source = options.source / options.assignment
-    for path in sorted(p for p in source.rglob("*") if p.is_file()
-                       and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(source).parts)):
-        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    hash_files(digest, ((str(path.relative_to(source)), path.read_bytes())
+                        for path in sorted(p for p in source.rglob("*") if p.is_file()
+                                           and not set(NOT_SOURCE) & set(p.relative_to(source).parts))))
     digest.update(json.dumps([settings, options.memory_mb, options.sandbox, options.time_multiple, options.time_floor],
                              sort_keys=True).encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
@@ -610,7 +632,7 @@ class Journal:
         self._lock = threading.Lock()
 
     def read(self) -> dict[str, dict]:
-        records = {}
+        records: dict[str, dict] = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
                 try:
@@ -654,7 +676,8 @@ def split_recorded(submissions: list[Submission], previous: dict[str, dict], key
 
     A recorded student is kept only if both the grading key and the submission's content are unchanged.
     """
-    done, todo = [], []
+    done: list[Row] = []
+    todo: list[tuple[Submission, str]] = []
     for sub in submissions:
         record, content = previous.get(sub.student), submission_key(sub)
         if record and record.get("grading_key") == key and record.get("submission_key") == content:
@@ -681,7 +704,7 @@ class _Interrupted(KeyboardInterrupt):
     pass
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise _Interrupted(signal.Signals(signum).name)
 
 
@@ -698,8 +721,8 @@ def check_sandbox(options: Options) -> None:
     if options.sandbox:
         reason = unavailable()
         if reason:
-            raise RuntimeError(f"cannot isolate learner code: {reason}. Grading runs every submission in a sandbox; "
-                               f"to grade without one (only where nothing else of value is reachable), add --no-sandbox")
+            raise RuntimeError(f"cannot isolate learner code: {reason}. Grading runs every submission in a sandbox; to "
+                               f"grade without one (only where nothing else of value is reachable), add --no-sandbox")
     else:
         print(f"WARNING: {NOT_ISOLATED}", file=sys.stderr)
 
@@ -733,7 +756,7 @@ def autograde(options: Options) -> list[Row]:
             raise ValueError(f"SUBMISSIONS {folder} does not exist")
         if folder.is_file():
             folder = unpack(folder, work / "unpacked")
-        env = None
+        env: dict[str, str] = {}
         if not options.scheduler:
             _start_fork_server()  # it imports nbgrader while the template is built
             env = child_environment(work, options.memory_mb, options.sandbox)
@@ -756,7 +779,7 @@ def autograde(options: Options) -> list[Row]:
 
         from nbgrader.api import Gradebook
 
-        with Gradebook(f"sqlite:///{template / 'gradebook.db'}") as gb:
+        with Gradebook(gradebook_url(template)) as gb:
             max_score = gb.find_assignment(options.assignment).max_score
 
         # the assignment as any grading machine receives it: this machine's lanes, or a cluster's workers
@@ -764,8 +787,8 @@ def autograde(options: Options) -> list[Row]:
         if options.scheduler:
             from .cluster import Cluster
 
-            graders: Lanes | Cluster = Cluster(options.scheduler, kit, options.memory_mb, options.sandbox, hard_limit,
-                                                options.quiet)
+            graders: Graders = Cluster(options.scheduler, kit, options.memory_mb, options.sandbox, hard_limit,
+                                       options.quiet)
         else:
             graders = Lanes(kit, work, options.jobs, env, hard_limit)
         if done and not options.quiet:
@@ -800,7 +823,7 @@ def autograde(options: Options) -> list[Row]:
             recorded = journal.read()
             # grades.csv now has every student: the graded ones as recorded, the others `pending`
             write_csv([_row(recorded[sub.student]) if sub.student in recorded else
-                       Row(sub.student, "pending", 0.0, max_score, "not graded yet: the run was interrupted")
+                       Row(sub.student, Status.PENDING, 0.0, max_score, "not graded yet: the run was interrupted")
                        for sub in submissions], options.out / "grades.csv")
             print(f"\ninterrupted: {len(recorded)} of {len(submissions)} students are graded and recorded in "
                   f"{journal.path} (the others are `pending` in grades.csv); run the same command again to "
@@ -810,7 +833,7 @@ def autograde(options: Options) -> list[Row]:
             graders.close()
         rows = sorted(done + rows, key=lambda row: row.student)
 
-        db_url = options.db or f"sqlite:///{(options.out / 'gradebook.db').resolve()}"
+        db_url = options.db or gradebook_url(options.out.resolve())
         if options.db is None:
             (options.out / "gradebook.db").unlink(missing_ok=True)
         scores = merge(rows, options, settings, template, db_url)

@@ -210,6 +210,14 @@ def die_with_parent(parent: int | None = None) -> bool:
     return os.getppid() == parent
 
 
+def kill_group(pid: int) -> None:
+    """SIGKILL to the process group that `pid` leads (a grading child's session, a warm server's), if it is left."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -310,10 +318,7 @@ class WarmServer:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_group(self.process.pid)
         self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import nbformat
 
+from .unit import Status
+
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
 MAX_NOTEBOOK_BYTES = 20 * 2**20  # an exercise notebook is tens of kB; this leaves room for pictures
 MAX_ZIP_BYTES = 2 * 2**30
@@ -23,7 +25,7 @@ IGNORED = {"__MACOSX", ".ipynb_checkpoints"}
 class Submission:
     student: str
     notebook: Path | None = None  # the notebook to grade, when one was found and is readable
-    status: str | None = None  # set now only for `missing` and `invalid`
+    status: str | None = None  # set now only for Status.MISSING and Status.INVALID
     detail: str = ""
 
 
@@ -85,23 +87,23 @@ def collect(folder: Path, expected_notebook: str) -> list[Submission]:
             continue  # stray files at the top are not students
         student = entry.name
         if not STUDENT_ID.match(student):
-            submissions.append(Submission(student, status="invalid",
+            submissions.append(Submission(student, status=Status.INVALID,
                                           detail="student id must be letters, digits and _.@+- (at most 100)"))
             continue
         found = _notebooks(entry)
         if not found:
-            submissions.append(Submission(student, status="missing", detail="no .ipynb file in the folder"))
+            submissions.append(Submission(student, status=Status.MISSING, detail="no .ipynb file in the folder"))
             continue
         if len(found) > 1:
             named = [p for p in found if p.name == expected_notebook]
             if not named:
-                submissions.append(Submission(student, status="invalid", detail=(
+                submissions.append(Submission(student, status=Status.INVALID, detail=(
                     f"{len(found)} notebooks and none named {expected_notebook}")))
                 continue
             found = named
         problem = _read_problem(found[0])
         if problem:
-            submissions.append(Submission(student, status="invalid", detail=problem))
+            submissions.append(Submission(student, status=Status.INVALID, detail=problem))
         else:
             submissions.append(Submission(student, notebook=found[0]))
     return submissions

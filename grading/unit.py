@@ -17,12 +17,41 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .course import SETTINGS_FILE
+
+if TYPE_CHECKING:
+    from .submissions import Submission
 
 KIT_MARK = ".kit"  # a lane folder's copy of the kit's digest: the kit is written again only when it changes
 # what a lane produces for a student, relative to the lane, and where it goes in OUT
 PRODUCED = ("feedback", "autograded")
+
+
+class Status(StrEnum):
+    """How a student's grading ended: the status column of grades.csv and of OUT/results.jsonl.
+
+    The values are what those files hold: a journal written by an earlier run is read back and compared
+    with them, so a value never changes.
+    """
+
+    GRADED = "graded"
+    TIMEOUT = "timeout"  # a cell hit its time limit, or the whole grading its hard limit
+    CRASHED = "crashed"
+    INVALID = "invalid"
+    MISSING = "missing"
+    PENDING = "pending"  # not graded yet: the run was interrupted
+
+
+def hash_files(digest: hashlib._Hash, files: Iterable[tuple[str, bytes]]) -> None:
+    """Feed each (name, content) into `digest`, so that a renamed, moved or changed file changes it."""
+    for name, content in files:
+        digest.update(name.encode() + b"\0" + content + b"\0")
 
 
 @dataclass(frozen=True)
@@ -36,15 +65,14 @@ class Kit:
     @property
     def digest(self) -> str:
         h = hashlib.sha256()
-        for path in sorted(self.files):
-            h.update(path.encode() + b"\0" + self.files[path] + b"\0")
+        hash_files(h, sorted(self.files.items()))
         return h.hexdigest()
 
     def with_cell_limits(self, limits: dict[str, float]) -> Kit:
         """The same kit, its cells limited to `limits` ({grade_id: seconds}, from the reference solution's times)."""
-        settings = json.loads(self.files["config.json"])
+        settings = json.loads(self.files[SETTINGS_FILE])
         settings["nbgrader"]["ExecuteKeepingCredit"] = {"cell_limits": limits}
-        return Kit(self.assignment, self.notebook_name, {**self.files, "config.json": json.dumps(settings).encode()})
+        return Kit(self.assignment, self.notebook_name, {**self.files, SETTINGS_FILE: json.dumps(settings).encode()})
 
     def lane(self, folder: Path) -> Path:
         """Make `folder` a course folder for this kit (a lane), writing the kit only if it is not there already."""
@@ -75,13 +103,21 @@ class Unit:
     student: str
     notebook: bytes = field(repr=False)
 
+    @classmethod
+    def of(cls, submission: Submission) -> Unit:
+        """The unit of a submission that has a notebook to grade (one with a status has nothing to run)."""
+        if submission.notebook is None:
+            raise ValueError(f"{submission.student} has no notebook to grade "
+                             f"({submission.status}: {submission.detail})")
+        return cls(submission.student, submission.notebook.read_bytes())
+
 
 @dataclass
 class Outcome:
     """How one student's grading ended: the fields a result and a row of grades.csv share."""
 
     student: str
-    status: str  # one of grading.run.STATUSES
+    status: str  # a Status (read back from OUT/results.jsonl as its plain value)
     score: float = 0.0
     max_score: float = 0.0
     detail: str = ""
@@ -122,7 +158,8 @@ def take_outputs(kit: Kit, student: str, lane: Path) -> dict[str, bytes]:
 
 
 def store(result: Result, out: Path) -> None:
-    """Write a result's files into OUT, replacing what an earlier run left for this student; MathJax beside the pages."""
+    """Write a result's files into OUT, replacing what an earlier run left for this student; MathJax beside the
+    pages."""
     from .feedback import place_mathjax
 
     for kind in PRODUCED:

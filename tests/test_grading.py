@@ -132,7 +132,8 @@ def build_class(folder: Path) -> None:
     cr.write(folder, "perfect", ASSIGNMENT, cr.fill(release, answers))
     cr.write(folder, "untouched", ASSIGNMENT, release)
     # its answer also says how its kernel started: forked from the lane's warm server, PyTorch already imported
-    cr.write(folder, "partial-bias", ASSIGNMENT, cr.fill(release, {"answer-bias": WHICH_KERNEL + answers["answer-bias"]}))
+    cr.write(folder, "partial-bias", ASSIGNMENT,
+             cr.fill(release, {"answer-bias": WHICH_KERNEL + answers["answer-bias"]}))
     cr.write(folder, "partial-stride-one", ASSIGNMENT,
              cr.fill(release, {**bias_only, "answer-weight": STRIDE_ONE_ONLY}))
     edited = cr.fill(release, bias_only)
@@ -195,8 +196,8 @@ def graded(tmp_path_factory):
                                  until=lambda: journal.exists() and '"student": "exits"' in journal.read_text())
     after_interruption = {"journal": journal.read_text().splitlines(), "grades": cr.read_grades(serial_out)}
     serial = cr.grade(ASSIGNMENT, archive, serial_out, "--jobs", "1", *limits)
-    return {"parallel": parallel, "parallel_stdout": parallel_run.stdout, "serial": serial, "base": base, "starts": starts,
-            "interrupted": interrupted, "after_interruption": after_interruption}
+    return {"parallel": parallel, "parallel_stdout": parallel_run.stdout, "serial": serial, "base": base,
+            "starts": starts, "interrupted": interrupted, "after_interruption": after_interruption}
 
 
 @ON_THE_CLASS
@@ -212,7 +213,8 @@ def test_grading_class_gets_expected_scores_and_statuses(graded):
 def test_grading_forks_every_kernel_from_a_warm_server(graded):
     # a root grader's kernels are forked from its lane's warm kernel server (grading._warm), PyTorch imported there
     # once, each kernel in a working folder of its own; graded with --no-sandbox (test_sandbox.py) they start cold
-    nb = json.loads((graded["base"] / "out-parallel" / "autograded" / "partial-bias" / f"{ASSIGNMENT}.ipynb").read_text())
+    autograded = graded["base"] / "out-parallel" / "autograded"
+    nb = json.loads((autograded / "partial-bias" / f"{ASSIGNMENT}.ipynb").read_text())
     printed = [line for cell in nb["cells"] if cell["cell_type"] == "code" for output in cell.get("outputs", [])
                for line in "".join(output.get("text", "")).splitlines() if line.startswith("KERNEL:")]
     expected = "KERNEL: torch already imported in /home/learner" if os.getuid() == 0 else \
@@ -276,8 +278,8 @@ def test_grading_into_postgresql_gives_every_grade_of_the_sqlite_run(postgres_ur
     assert (out / "grades.csv").read_bytes() == (base / "out-parallel" / "grades.csv").read_bytes()
     assert not (out / "gradebook.db").exists(), "with --db the gradebook is the database, not a file in OUT"
     # nobody was graded again: the same record per student, down to its seconds (the journal may be rewritten in order)
-    records = [{json.loads(line)["student"]: json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()}
-               for run in (out, base / "out-parallel")]
+    records = [{json.loads(line)["student"]: json.loads(line)
+                for line in (run / "results.jsonl").read_text().splitlines()} for run in (out, base / "out-parallel")]
     assert records[0] == records[1]
 
 
@@ -561,14 +563,16 @@ def test_grading_starts_a_kernel_again_when_it_dies_before_running_anything(grad
 
 
 def test_grading_stamps_gradebooks_with_the_revision_the_alembic_command_reports(tmp_path):
-    """The grader reads nbgrader's schema revision in-process (no `alembic` on PATH needed); nbgrader runs the command."""
+    """The grader reads nbgrader's schema revision in-process (no `alembic` on PATH needed); nbgrader runs the
+    command."""
     from nbgrader.dbutil import ALEMBIC_DIR
 
-    from grading.run import alembic_head
+    from grading.course import alembic_head
 
     ini = tmp_path / "alembic.ini"
     ini.write_text(f"[alembic]\nscript_location = {ALEMBIC_DIR}\n")
-    heads = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", str(ini), "heads"], capture_output=True, text=True, check=True).stdout
+    heads = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", str(ini), "heads"],
+                           capture_output=True, text=True, check=True).stdout
     assert heads.split(), "alembic reported no head revision"
     assert alembic_head() == heads.split()[0]
 
@@ -586,18 +590,26 @@ sys.stdout.buffer.write(pickle.dumps(result))
 """
 
 
+def _kit(assignment: str, folder: Path):
+    """The assignment's kit (grading.unit.Kit), made in `folder` as `python -m grading autograde` makes it."""
+    from grading.run import Options, make_template, nbgrader_settings
+    from grading.unit import pack_kit
+
+    options = Options(assignment, folder, folder / "out", source=cr.ROOT / "solutions",
+                      config=cr.ROOT / "nbgrader_config.py")
+    template, [notebook_name], _ = make_template(options, nbgrader_settings(options), folder / "asker")
+    return pack_kit(template, assignment, notebook_name)
+
+
 def test_grading_one_unit_of_work_needs_no_folder_shared_with_the_asker(tmp_path):
     import pickle
 
-    from grading.run import Options, make_template, nbgrader_settings
-    from grading.unit import Unit, pack_kit, store
+    from grading.unit import Unit, store
 
     cr.require_sandbox()
     assignment = "ps01-chain-rule"
-    options = Options(assignment, tmp_path, tmp_path / "out", source=cr.ROOT / "solutions",
-                      config=cr.ROOT / "nbgrader_config.py")
-    template, [notebook_name], _ = make_template(options, nbgrader_settings(options), tmp_path / "asker")
-    kit = pack_kit(template, assignment, notebook_name)
+    kit = _kit(assignment, tmp_path)
+    notebook_name, out = kit.notebook_name, tmp_path / "out"
     answers = cr.fill(cr.release(assignment), cr.solution_sources(assignment))
     unit = Unit("ada", json.dumps(answers).encode())
     worker = tmp_path / "worker"  # the worker's own folder: it knows nothing of the asker's
@@ -612,11 +624,11 @@ def test_grading_one_unit_of_work_needs_no_folder_shared_with_the_asker(tmp_path
     stem = notebook_name.removesuffix(".ipynb")
     assert set(result.files) == {f"feedback/ada/{stem}.html", f"autograded/ada/{notebook_name}", "logs/ada.log"}
     # the asker writes what came back into OUT: the feedback page with its MathJax beside it
-    store(result, options.out)
-    assert "HIDDEN-TEST-CANARY" not in (options.out / "feedback" / "ada" / f"{stem}.html").read_text()
-    assert (options.out / "feedback" / "ada" / "mathjax").is_dir()
+    store(result, out)
+    assert "HIDDEN-TEST-CANARY" not in (out / "feedback" / "ada" / f"{stem}.html").read_text()
+    assert (out / "feedback" / "ada" / "mathjax").is_dir()
     with pytest.raises(ValueError, match="outside OUT"):
-        store(type(result)("eve", "graded", files={"../" + "escape": b"x"}), options.out)
+        store(type(result)("eve", "graded", files={"../" + "escape": b"x"}), out)
 
 
 def test_grading_resume_grades_again_only_what_changed(tmp_path):
@@ -626,7 +638,7 @@ def test_grading_resume_grades_again_only_what_changed(tmp_path):
     notebooks = {}
     for student in ("same", "edited", "new"):
         notebooks[student] = tmp_path / f"{student}.ipynb"
-        notebooks[student].write_text('{"cells": [], "student": "%s"}' % student)
+        notebooks[student].write_text(json.dumps({"cells": [], "student": student}))
     subs = [Submission(s, notebook=notebooks[s]) for s in notebooks] + [Submission("empty-folder", status="missing")]
     journal = Journal(tmp_path / "results.jsonl")
     for sub in subs:
