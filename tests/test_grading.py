@@ -15,9 +15,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -590,13 +592,14 @@ sys.stdout.buffer.write(pickle.dumps(result))
 """
 
 
-def _kit(assignment: str, folder: Path):
-    """The assignment's kit (grading.unit.Kit), made in `folder` as `python -m grading autograde` makes it."""
+def _kit(assignment: str, folder: Path, timeout: int | None = None):
+    """The assignment's kit (grading.unit.Kit), made in `folder` as `python -m grading autograde` makes it (with
+    `timeout`, its --timeout)."""
     from grading.run import Options, make_template, nbgrader_settings
     from grading.unit import pack_kit
 
     options = Options(assignment, folder, folder / "out", source=cr.ROOT / "solutions",
-                      config=cr.ROOT / "nbgrader_config.py")
+                      config=cr.ROOT / "nbgrader_config.py", timeout=timeout)
     template, [notebook_name], _ = make_template(options, nbgrader_settings(options), folder / "asker")
     return pack_kit(template, assignment, notebook_name)
 
@@ -629,6 +632,108 @@ def test_grading_one_unit_of_work_needs_no_folder_shared_with_the_asker(tmp_path
     assert (out / "feedback" / "ada" / "mathjax").is_dir()
     with pytest.raises(ValueError, match="outside OUT"):
         store(type(result)("eve", "graded", files={"../" + "escape": b"x"}), out)
+
+
+# A cell that never ends and ignores the interruption its time limit sends (and SIGTERM): only the grader's hard
+# limit on the whole grading stops it. Its kernel renames itself, so that the test can find it from outside.
+NEVER_ENDS = """
+import ctypes, signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+ctypes.CDLL(None).prctl(15, b"never-ends", 0, 0, 0)  # PR_SET_NAME
+while True:
+    try:
+        time.sleep(0.1)
+    except BaseException:
+        pass
+"""
+# the grader's lanes, as `autograde` drives them, with a hard limit of seconds instead of minutes; it writes the
+# results into results.json and holds everything it started until its stdin is closed (the test looks meanwhile)
+LANES = """
+import json, pickle, sys
+from pathlib import Path
+from grading.run import Lanes, _start_fork_server, child_environment, start_lanes
+from grading.submissions import collect
+kit, submissions, hard_limit = pickle.loads(Path(sys.argv[1]).read_bytes())
+work = Path.cwd()
+_start_fork_server()
+env = child_environment(work, 1500, True)
+start_lanes([work / "lane-0", work / "lane-1"], env)
+lanes = Lanes(kit, work, 2, env, hard_limit)
+results = {r.student: {"status": r.status, "score": r.score, "detail": r.detail, "seconds": round(r.seconds, 1)}
+           for r in lanes.grade(collect(Path(submissions), kit.notebook_name))}
+Path("results.json").write_text(json.dumps(results))
+sys.stdin.read()
+lanes.close()
+"""
+# seconds from a grading child's start: enough for the other student, graded meanwhile (about 3 s on an idle
+# machine, 10 s on a busy one)
+HARD_LIMIT = 15
+
+
+def _processes_of_the_endless_child(grader: int) -> list[int]:
+    """The grading child of `never-ends` and everything it started, while its endless cell runs: found from its
+    kernel's launcher (whose working folder is the run's, runs/never-ends-graded-*) and the kernel's new name."""
+    import psutil
+
+    child, kernel = None, None
+    for process in psutil.Process(grader).children(recursive=True):
+        try:
+            if re.search(r"/runs/never-ends-graded-[a-z0-9_]{8}$", process.cwd()):
+                child = process.parent()  # the launcher is started by the grading child
+            if process.name() == "never-ends":
+                kernel = process
+        except psutil.Error:  # ended while we looked
+            pass
+    if child is None or kernel is None:
+        return []
+    return [child.pid, kernel.pid] + [p.pid for p in child.children(recursive=True)]
+
+
+def test_grading_hard_limit_stops_the_grading_child_and_everything_it_started(tmp_path):
+    import pickle
+
+    cr.require_sandbox()
+    assignment = "ps01-chain-rule"
+    answers = cr.solution_sources(assignment)
+    submissions = tmp_path / "submissions"
+    cr.write(submissions, "never-ends", assignment,
+             cr.fill(cr.release(assignment), {**answers, "answer-f": answers["answer-f"] + NEVER_ENDS}))
+    cr.write(submissions, "perfect", assignment, cr.fill(cr.release(assignment), answers))
+    task = tmp_path / "task.pickle"
+    # the cells' own time limit far beyond the test's: only the hard limit can stop the endless cell in time
+    kit = _kit(assignment, tmp_path, timeout=600)
+    task.write_bytes(pickle.dumps((kit, str(submissions), HARD_LIMIT)))
+    work = tmp_path / "work"
+    work.mkdir()
+    command, env = cr._grading_command(assignment, submissions, tmp_path / "out", (), None)
+    log = tmp_path / "grader.log"
+    with log.open("wb") as output:
+        grader = subprocess.Popen([command[0], "-c", LANES, str(task)], cwd=work, stdin=subprocess.PIPE, stdout=output,
+                                  stderr=output, env={**env, "PYTHONPATH": str(cr.ROOT)}, start_new_session=True)
+    try:
+        started, endless = time.monotonic(), []
+        while not (work / "results.json").exists():
+            assert grader.poll() is None, f"the grader ended early:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() - started < 90, "the grader never finished"
+            endless = endless or _processes_of_the_endless_child(grader.pid)
+            time.sleep(0.05)
+        assert endless, f"the endless cell was never seen running: {(work / 'results.json').read_text()}"
+        # everything the child started ends with it (its kernel, forked by the lane's warm server, a moment after)
+        left = cr.DaskCluster.still_running(endless, within=5)
+        results = json.loads((work / "results.json").read_text())
+    finally:
+        grader.stdin.close()
+        try:
+            grader.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(grader.pid, signal.SIGKILL)
+            grader.wait()
+    stopped = results["never-ends"]
+    assert stopped["status"] == "timeout" and f"exceeded {HARD_LIMIT} s and was stopped" in stopped["detail"], results
+    assert not left, f"processes of the stopped grading child went on: {left}"
+    # the other student, graded on the other lane meanwhile, gets every point
+    assert (results["perfect"]["status"], results["perfect"]["score"]) == ("graded", cr.max_points(assignment)), results
 
 
 def test_grading_resume_grades_again_only_what_changed(tmp_path):
