@@ -1,6 +1,6 @@
 """Where convlib's time goes on one shape: each step of a training step, timed.
 
-    .venv/bin/python benchmarks/profile_conv.py [--shape 8,16,32,32,3,1,1,1,1] [--repeats 41]
+    .venv/bin/python benchmarks/profile_conv.py [--shape 8,16,32,32,3,1,1,1,1] [--repeats 41] [--threads N]
 
 The shape is (N, C_in, C_out, H=W, kernel, stride, padding, dilation, groups), as
 in ``conv_vs_torch.py``; float32. The script makes the calls of ``convlib.conv``'s
@@ -16,9 +16,13 @@ Against that it prints the floor: the three matrix products at the rate NumPy
 reaches on a large float32 product, and at the rate it reaches on these very
 products when each runs alone with warm caches. Finally it times the public
 calls back to back, and alternating with PyTorch's step (the benchmark's
-condition), to show what alternating costs each library and which of convlib's
-calls pays for it, and (on Linux) how long each library's worker threads keep
-spinning on a core after its step.
+secondary, interleaved column), to show what alternating costs each library and
+which of convlib's calls pays for it, and (on Linux) how long each library's
+worker threads keep spinning on a core after its step.
+
+``--threads N`` runs everything with N threads for both libraries, as
+``conv_vs_torch.py`` measures them (PyTorch's intra-op threads, NumPy's BLAS
+threads); by default each library keeps its own default.
 
 A measurement, not a test. Timings on shared machines move by a factor of two
 from one minute to the next: compare figures from the same run.
@@ -39,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
-from conv_vs_torch import flops, matmul_rate, run_convlib, run_torch, time_pair  # noqa: E402  (same folder)
+from conv_vs_torch import flops, matmul_rate, run_convlib, run_torch, threads, time_pair  # noqa: E402  (same folder)
 
 import convlib  # noqa: E402
 from convlib import _im2col as F  # noqa: E402
@@ -160,7 +164,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", type=parse_shape, default=(8, 16, 32, 32, 3, 1, 1, 1, 1))
     parser.add_argument("--repeats", type=int, default=41)
+    parser.add_argument("--threads", type=int, default=None, help="threads for both libraries (default: their own)")
     opts = parser.parse_args()
+    if opts.threads is not None:
+        if opts.threads < 1:
+            raise SystemExit(f"--threads needs a count of at least 1, got {opts.threads}")
+        with threads(opts.threads):
+            print(f"both libraries on {opts.threads} thread(s)")
+            profile(opts, numpy_threads)
+    else:
+        profile(opts, numpy_threads)
+
+
+def profile(opts: argparse.Namespace, numpy_threads: set[int]) -> None:
     N, Ci, Co, HW, k, s, p, d, g = opts.shape
     rng = np.random.default_rng(0)
     sets = [make_data(opts.shape, rng) for _ in range(2)]
