@@ -44,7 +44,11 @@ def unpack(archive: Path, into: Path) -> Path:
             parts = Path(member.filename).parts
             if member.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
                 raise ValueError(f"SUBMISSIONS {archive} holds an unsafe path {member.filename!r}")
-        zf.extractall(into)
+        try:
+            zf.extractall(into)
+        except (OSError, zipfile.BadZipFile) as error:  # a corrupt member, or one "below" a link written as a file
+            raise ValueError(f"SUBMISSIONS {archive} cannot be unpacked: {type(error).__name__}: {error}; "
+                             "nobody was graded") from None
     entries = [p for p in into.iterdir() if p.name not in IGNORED]
     # a zip of the folder itself: one top folder whose children are the student folders
     if len(entries) == 1 and entries[0].is_dir() and not list(entries[0].glob("*.ipynb")) \
@@ -54,8 +58,10 @@ def unpack(archive: Path, into: Path) -> Path:
 
 
 def _notebooks(folder: Path) -> list[Path]:
+    """The notebooks below a student's folder, symbolic links left out (they could point anywhere)."""
     return sorted(p for p in folder.rglob("*.ipynb")
-                  if p.is_file() and not any(part in IGNORED for part in p.relative_to(folder).parts))
+                  if p.is_file() and not p.is_symlink()
+                  and not any(part in IGNORED for part in p.relative_to(folder).parts))
 
 
 def _read_problem(path: Path) -> str:
@@ -77,7 +83,10 @@ def collect(folder: Path, expected_notebook: str) -> list[Submission]:
 
     expected_notebook: the assignment's notebook file name. A student folder with a single
     notebook is graded whatever its name (downloads get renamed); with several, the one of
-    the expected name is taken.
+    the expected name is taken, the one directly in the folder if there are several of that
+    name; if that still leaves a choice, the student is `invalid`, with the paths. Folders
+    whose names start with a dot (``.git``, ``.ipynb_checkpoints``) and files at the top are
+    not students and get no row.
     """
     submissions = []
     for entry in sorted(folder.iterdir()):
@@ -100,7 +109,13 @@ def collect(folder: Path, expected_notebook: str) -> list[Submission]:
                 submissions.append(Submission(student, status=Status.INVALID, detail=(
                     f"{len(found)} notebooks and none named {expected_notebook}")))
                 continue
-            found = named
+            top = [p for p in named if p.parent == entry]
+            if len(named) > 1 and len(top) != 1:
+                paths = ", ".join(str(p.relative_to(entry)) for p in named)
+                submissions.append(Submission(student, status=Status.INVALID, detail=(
+                    f"{len(named)} notebooks named {expected_notebook} ({paths}): keep one")[:300]))
+                continue
+            found = top or named
         problem = _read_problem(found[0])
         if problem:
             submissions.append(Submission(student, status=Status.INVALID, detail=problem))

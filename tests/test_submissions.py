@@ -101,9 +101,9 @@ def test_unpack_symlink_member_becomes_no_link(tmp_path, outside):
         ("bob/work/ps01-chain-rule.ipynb", _notebook_text("x = 1")),
     ])
     before = _tree(outside)
-    # bob's second member cannot be written below a plain file: OSError today (see the commit's report), a
-    # ValueError if unpack comes to name the problem; alice's link never becomes one either way
-    with pytest.raises((ValueError, OSError)):
+    # bob's second member cannot be written below a plain file: unpack says so, naming the archive, and
+    # alice's link never becomes one
+    with pytest.raises(ValueError, match=r"class\.zip cannot be unpacked: NotADirectoryError"):
         submissions.unpack(archive, tmp_path / "into")
     assert _tree(outside) == before
     assert not [p for p in (tmp_path / "into").rglob("*") if p.is_symlink()]
@@ -208,6 +208,30 @@ def test_collect_several_notebooks_takes_the_expected_name(tmp_path):
     _student(tmp_path, "alice", "old/attempt.ipynb", EXPECTED, "scratch.ipynb")
     [alice] = submissions.collect(tmp_path, EXPECTED)
     assert (alice.status, alice.notebook) == (None, tmp_path / "alice" / EXPECTED)
+
+
+def test_collect_expected_name_twice_takes_the_one_at_the_top(tmp_path):
+    _student(tmp_path, "alice", "old/" + EXPECTED, EXPECTED)
+    [alice] = submissions.collect(tmp_path, EXPECTED)
+    assert (alice.status, alice.notebook) == (None, tmp_path / "alice" / EXPECTED)
+
+
+def test_collect_expected_name_twice_in_subfolders_is_invalid(tmp_path):
+    # which of the two is the submission? Not for the grader to guess: the student is told, with both paths
+    _student(tmp_path, "bob", "v1/" + EXPECTED, "v2/" + EXPECTED)
+    [bob] = submissions.collect(tmp_path, EXPECTED)
+    assert (bob.status, bob.notebook) == ("invalid", None)
+    assert f"2 notebooks named {EXPECTED} (v1/{EXPECTED}, v2/{EXPECTED})" in bob.detail
+
+
+def test_collect_leaves_out_symbolic_links(tmp_path):
+    # a student folder (given as a folder, not a zip) holding a link to a notebook elsewhere: not read
+    elsewhere = tmp_path / "elsewhere"
+    _student(elsewhere, "mallory", EXPECTED)
+    (tmp_path / "class" / "mallory").mkdir(parents=True)
+    (tmp_path / "class" / "mallory" / EXPECTED).symlink_to(elsewhere / "mallory" / EXPECTED)
+    [mallory] = submissions.collect(tmp_path / "class", EXPECTED)
+    assert (mallory.status, mallory.notebook) == ("missing", None)
 
 
 def test_collect_several_notebooks_none_expected_is_invalid(tmp_path):
