@@ -178,16 +178,18 @@ def _serve(connection: socket.socket, uid: int, limits: dict) -> None:
         if connection.fileno() in ready:  # the launcher is gone (killed, or the kernel shut down): so is the kernel
             os.kill(first, signal.SIGKILL)
         _, status = os.waitpid(first, 0)
-        try:
-            connection.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
-        except OSError:
-            pass
+        _tell(connection, f"exit {os.waitstatus_to_exitcode(status)}")
     except BaseException as error:  # noqa: BLE001
-        try:
-            connection.sendall(f"error {type(error).__name__}: {error}\n".encode())
-        except OSError:
-            pass
+        _tell(connection, f"error {type(error).__name__}: {error}")
     os._exit(0)
+
+
+def _tell(connection: socket.socket, line: str) -> None:
+    """Send the launcher one line, if it is still there to read it."""
+    try:
+        connection.sendall(line.encode() + b"\n")
+    except OSError:
+        pass
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ sandbox that can run, children allowed.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import itertools
 import multiprocessing
 import shutil
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .submissions import Submission
-from .unit import Kit, Result, Status, Unit, hash_files
+from .unit import Kit, Result, Status, Unit, code_digest
 
 if TYPE_CHECKING:
     from .run import Machine
@@ -55,13 +54,6 @@ DAEMON_ADVICE = ("start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False in t
 
 
 # --- the worker's side -------------------------------------------------------------------------------
-
-def _digest(folder: Path, pattern: str) -> str:
-    h = hashlib.sha256()
-    hash_files(h, ((str(path.relative_to(folder)), path.read_bytes()) for path in sorted(folder.glob(pattern))
-                   if "__pycache__" not in path.parts))
-    return h.hexdigest()[:16]
-
 
 def fingerprint(sandbox: bool = True) -> dict:
     """What this process would grade with: code and package versions, and whether it can grade at all."""
@@ -86,8 +78,8 @@ def fingerprint(sandbox: bool = True) -> dict:
             problems.append(f"cannot isolate learner code: {reason}")
     return {
         "same": {"python": sys.version.split()[0],
-                 "grading": _digest(Path(__file__).parent, "*.py"),
-                 "convlib": _digest(Path(convlib_folder() or "/nonexistent"), "**/*.py"),  # read, not imported
+                 "grading": code_digest(Path(__file__).parent, "*.py"),
+                 "convlib": code_digest(Path(convlib_folder() or "/nonexistent"), "**/*.py"),  # read, not imported
                  **{name: installed(name) for name in PACKAGES}},
         "problems": problems,
     }

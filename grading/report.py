@@ -142,11 +142,11 @@ def write_canvas(rows: Sequence[Outcome], roster: Roster, column: str, max_score
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*CANVAS_COLUMNS, column])
-        writer.writerow(["Points Possible", "", "", "", "", _number(max_score)])
+        writer.writerow(["Points Possible", "", "", "", "", points_text(max_score)])
         for student, entry in roster.items():
             writer.writerow([entry.get("name", ""), entry.get("canvas_id", ""), entry.get("sis_user_id", ""),
                              entry.get("sis_login_id", ""), entry.get("section", ""),
-                             _number(scores[student]) if student in scores else ""])
+                             points_text(scores[student]) if student in scores else ""])
 
 
 def write_moodle(rows: Sequence[Outcome], roster: Roster, column: str, path: Path) -> None:
@@ -159,10 +159,11 @@ def write_moodle(rows: Sequence[Outcome], roster: Roster, column: str, path: Pat
         for student, entry in roster.items():
             if student in scores:
                 writer.writerow([entry.get("idnumber", ""), entry.get("email", ""), entry.get("username", ""),
-                                 _number(scores[student])])
+                                 points_text(scores[student])])
 
 
-def _number(x: float) -> str:
+def points_text(x: float) -> str:
+    """Points as every report prints them: 11.0 as 11, 2.5 as 2.5."""
     return f"{x:g}"
 
 
@@ -191,7 +192,7 @@ def write_html(path: Path, assignment: str, rows: Sequence[Outcome], cells: list
                      f"</figure>")
     parts.append("<h2>Points per graded cell</h2>")
     parts.append(table(["cell", "points", "mean", "full marks", "part", "none"],
-                       [[c["cell"], _number(c["max_points"]), f"{c['mean_points']:.2f}", c["full"], c["part"],
+                       [[c["cell"], points_text(c["max_points"]), f"{c['mean_points']:.2f}", c["full"], c["part"],
                          c["none"]] for c in cells]))
     parts.append("<h2>Likely mistakes the checks recognised</h2>")
     parts.append(table(["mistake", "learners", "code"], [[m["mistake"], m["learners"], m["code"]] for m in mistakes])

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Protocol
 from .course import SETTINGS_FILE, gradebook_url, nbgrader_api, nbgrader_config
 from .report import (
     Roster,
-    _number,
     cell_table,
     mistake_table,
+    points_text,
     read_roster,
     roster_problems,
     write_canvas,
@@ -44,7 +44,19 @@ from .report import (
     write_table,
 )
 from .submissions import Submission, collect, unpack
-from .unit import Kit, Outcome, Result, Status, Unit, hash_files, pack_kit, put_submission, store, take_outputs
+from .unit import (
+    Kit,
+    Outcome,
+    Result,
+    Status,
+    Unit,
+    code_digest,
+    hash_files,
+    pack_kit,
+    put_submission,
+    store,
+    take_outputs,
+)
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkServerContext
@@ -465,7 +477,7 @@ def write_csv(rows: list[Row], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["student_id", "score", "max_score", "status", "detail"])
         for row in rows:
-            writer.writerow([row.student, _number(row.score), _number(row.max_score), row.status, row.detail])
+            writer.writerow([row.student, points_text(row.score), points_text(row.max_score), row.status, row.detail])
 
 
 def _import_matplotlib() -> None:
@@ -485,7 +497,7 @@ def write_histogram(rows: list[Row], max_score: float, path: Path, assignment: s
     scores = [row.score for row in rows]
     bins = max(1, min(20, int(max_score) + 1)) if max_score else 10
     ax.hist(scores, bins=bins, range=(0, max_score or 1), color="#4C72B0", edgecolor="white")
-    ax.set_xlabel(f"score (out of {_number(max_score)})")
+    ax.set_xlabel(f"score (out of {points_text(max_score)})")
     ax.set_ylabel("students")
     ax.set_title(f"{assignment}: {len(rows)} submissions")
     fig.tight_layout()
@@ -514,7 +526,7 @@ def write_placeholder_feedback(row: Row, out: Path, notebook_name: str) -> None:
     (target / notebook_name.replace(".ipynb", ".html")).write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback</title></head><body>"
         f"<h1>Feedback for {html.escape(row.student)}</h1>"
-        f"<p>Status: <b>{row.status}</b>. Score: {_number(row.score)} / {_number(row.max_score)}.</p>"
+        f"<p>Status: <b>{row.status}</b>. Score: {points_text(row.score)} / {points_text(row.max_score)}.</p>"
         f"<p>{advice}</p><p>Details: {html.escape(row.detail)}</p></body></html>")
 
 
@@ -536,7 +548,7 @@ class Progress:
         filled = int(width * self.done / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
         text = (f"[{bar}] {self.done}/{self.total}  {row.student}: {row.status} "
-                f"{_number(row.score)}/{_number(row.max_score)}  elapsed {elapsed:.0f}s, eta {eta:.0f}s")
+                f"{points_text(row.score)}/{points_text(row.max_score)}  elapsed {elapsed:.0f}s, eta {eta:.0f}s")
         if self.tty:
             sys.stderr.write("\r\033[K" + text + ("\n" if self.done == self.total else ""))
         else:
@@ -579,7 +591,7 @@ def summary(rows: list[Row], options: Options, elapsed: float, problems: dict[st
     if rows:
         slowest = max(rows, key=lambda row: row.seconds)
         lines.append(f"  score: mean {statistics.mean(scores):.2f}, median {statistics.median(scores):g} "
-                     f"(max {_number(max(row.max_score for row in rows))})")
+                     f"(max {points_text(max(row.max_score for row in rows))})")
         lines.append(f"  slowest: {slowest.student} ({slowest.seconds:.1f} s, {slowest.status})")
     if problems is not None:
         for key, what in (("no_submission", "in the roster without a submission folder"),
@@ -607,8 +619,7 @@ def grading_key(options: Options, settings: dict) -> str:
                                            and not set(NOT_SOURCE) & set(p.relative_to(source).parts))))
     digest.update(json.dumps([settings, options.memory_mb, options.sandbox, options.time_multiple, options.time_floor],
                              sort_keys=True).encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
+    digest.update(code_digest(Path(__file__).parent, "*.py").encode())  # the same digest a cluster's workers compare
     return digest.hexdigest()
 
 

@@ -54,6 +54,14 @@ def hash_files(digest: hashlib._Hash, files: Iterable[tuple[str, bytes]]) -> Non
         digest.update(name.encode() + b"\0" + content + b"\0")
 
 
+def code_digest(folder: Path, pattern: str) -> str:
+    """A short digest of the Python files below `folder` matching `pattern`: names and contents, caches left out."""
+    digest = hashlib.sha256()
+    hash_files(digest, ((str(path.relative_to(folder)), path.read_bytes()) for path in sorted(folder.glob(pattern))
+                        if "__pycache__" not in path.parts))
+    return digest.hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Kit:
     """The assignment as a grading machine receives it: the template course folder, file by file."""
