@@ -21,17 +21,43 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_conv.py"
 
 @pytest.mark.parametrize("shape", ["2,3,4,6,3,1,1,1,1", "2,4,6,9,3,2,1,2,2", "1,2,2,7,2,3,0,1,1"])
 def test_profile_steps_reproduce_the_public_functions(shape):
-    done = subprocess.run([sys.executable, str(SCRIPT), "--shape", shape, "--repeats", "3"],
-                          capture_output=True, text=True, timeout=300)
+    # the script's steps, called here in-process: the same check it makes before it times anything
+    import numpy as np
+
+    import convlib
+
+    profile_conv = _script("profile_conv")
+
+    values = profile_conv.parse_shape(shape)
+    *_, s, p, d, g = values
+    x, w, b, go = profile_conv.make_data(values, np.random.default_rng(0))
+    mine = profile_conv.Steps(x, w, b, go, s, p, d, g).run(x, w, b, go)
+    public = (convlib.conv2d(x, w, b, s, p, d, g), convlib.conv2d_grad_input(x.shape, w, go, s, p, d, g),
+              convlib.conv2d_grad_weight(x, w.shape, go, s, p, d, g), convlib.conv2d_grad_bias(go))
+    assert all(np.array_equal(a, b_) for a, b_ in zip(mine, public))
+
+
+def test_profile_runs_to_its_comparison_with_torch():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--shape", "2,3,4,6,3,1,1,1,1", "--repeats", "3",
+                           "--threads", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "both libraries on 1 thread(s)" in done.stdout
     assert "reproduce convlib's public functions bit for bit: True" in done.stdout
     assert "ratio" in done.stdout
 
 
+def _script(name: str):
+    """A benchmark script imported as a module (its folder is not a package)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
 def test_profile_rejects_a_malformed_shape():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--shape", "8,16,32"], capture_output=True, text=True)
-    assert done.returncode != 0
-    assert "--shape needs 9 comma-separated ints" in done.stderr
+    with pytest.raises(SystemExit, match="--shape needs 9 comma-separated ints"):
+        _script("profile_conv").parse_shape("8,16,32")
 
 
 AB_SCRIPT = SCRIPT.parent / "ab_convlib.py"
@@ -45,10 +71,9 @@ def test_ab_times_an_earlier_commit_against_the_working_tree():
     assert len(row) == 1 and row[0].rstrip().endswith("%"), done.stdout
 
 
-def test_ab_rejects_an_unknown_revision():
-    done = subprocess.run([sys.executable, str(AB_SCRIPT), "no-such-revision"], capture_output=True, text=True)
-    assert done.returncode != 0
-    assert "git archive no-such-revision failed" in done.stderr
+def test_ab_rejects_an_unknown_revision(tmp_path):
+    with pytest.raises(SystemExit, match="git archive no-such-revision failed"):
+        _script("ab_convlib").import_revision("no-such-revision", tmp_path)
 
 
 CONV_SCRIPT = SCRIPT.parent / "conv_vs_torch.py"
