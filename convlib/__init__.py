@@ -1,7 +1,7 @@
 """convlib: convolution and its gradients, from plain loops to a PyTorch layer.
 
 The NumPy names load at once; the ones that need PyTorch (``Conv2dFunction``,
-``Conv2d``, ``diagnose``) and matplotlib (``plot``) load on first use, so that
+``Pad2dFunction``, ``Conv2d``, ``diagnose``) and matplotlib (``plot``) load on first use, so that
 ``import convlib`` stays light for the early chapters and the grading workers.
 
 >>> import numpy as np, convlib
@@ -25,6 +25,7 @@ from .conv import (
     conv_transpose2d,
 )
 from .gradcheck import agree, numerical_grad, rel_error
+from .padding import pad2d, pad2d_grad
 from .scalar import Value
 
 __all__ = [
@@ -35,12 +36,15 @@ __all__ = [
     "conv2d_grad_bias",
     "conv_transpose2d",
     "conv2d_output_shape",
+    "pad2d",
+    "pad2d_grad",
     "loops",
     "numerical_grad",
     "rel_error",
     "agree",
     "Value",
     "Conv2dFunction",
+    "Pad2dFunction",
     "Conv2d",
     "diagnose",
     "Diagnosis",
@@ -50,6 +54,7 @@ __all__ = [
 # name -> module that defines it, imported on first access (PEP 562).
 _LAZY = {
     "Conv2dFunction": ".torch_layer",
+    "Pad2dFunction": ".torch_layer",
     "Conv2d": ".torch_layer",
     "diagnose": ".diagnosis",
     "Diagnosis": ".diagnosis",

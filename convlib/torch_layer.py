@@ -2,8 +2,10 @@
 
 ``Conv2dFunction`` is a ``torch.autograd.Function``: PyTorch calls its
 ``forward`` during the forward pass and its ``backward`` when the loss is
-differentiated, and everything in between is NumPy. ``Conv2d`` wraps it in an
-``nn.Module`` that can replace ``torch.nn.Conv2d`` in any model.
+differentiated, and everything in between is NumPy. ``Pad2dFunction`` does the
+same for padding with a copy of the border (``convlib.padding``). ``Conv2d``
+wraps them in an ``nn.Module`` that can replace ``torch.nn.Conv2d`` in any
+model: every padding mode, batched or single images.
 
 This module imports torch; ``import convlib`` loads it only when one of these
 names is first used.
@@ -21,8 +23,9 @@ from torch.autograd.function import once_differentiable
 
 from ._shapes import as_groups, as_pair, resolve_padding
 from .conv import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from .padding import check_mode, pad2d, pad2d_grad
 
-__all__ = ["Conv2dFunction", "Conv2d"]
+__all__ = ["Conv2dFunction", "Pad2dFunction", "Conv2d"]
 
 
 def _to_numpy(t: torch.Tensor, name: str) -> np.ndarray:
@@ -88,14 +91,38 @@ class Conv2dFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None
 
 
+class Pad2dFunction(torch.autograd.Function):
+    """:func:`convlib.padding.pad2d` as an autograd function; its backward is :func:`convlib.padding.pad2d_grad`.
+
+    Call it as ``Pad2dFunction.apply(x, (top, bottom, left, right), mode)``.
+
+    >>> x = torch.arange(1.0, 5.0, dtype=torch.float64).reshape(1, 1, 1, 4).requires_grad_()
+    >>> Pad2dFunction.apply(x, (0, 0, 2, 2), "reflect").sum().backward()
+    >>> x.grad[0, 0]
+    tensor([[1., 3., 3., 1.]], dtype=torch.float64)
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, pad: tuple[int, int, int, int], mode: str) -> torch.Tensor:
+        ctx.pad, ctx.mode = pad, mode
+        return torch.from_numpy(pad2d(_to_numpy(x, "x"), pad, mode))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_xp: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        g = np.ascontiguousarray(grad_xp.detach().numpy())
+        return torch.from_numpy(pad2d_grad(g, ctx.pad, ctx.mode)), None, None
+
+
 class Conv2d(nn.Module):
     """Drop-in replacement for ``torch.nn.Conv2d`` computed by :class:`Conv2dFunction`.
 
     Same constructor, same parameters (``weight`` of shape
     (out_channels, in_channels // groups, KH, KW) and ``bias`` of shape
     (out_channels,)), same initialisation and the same ``state_dict`` keys, so
-    ``load_state_dict`` works in both directions. Only ``padding_mode='zeros'``
-    is supported.
+    ``load_state_dict`` works in both directions. Every ``padding_mode``
+    (``'zeros'``, ``'reflect'``, ``'replicate'``, ``'circular'``) and input
+    of shape (N, C_in, H_in, W_in) or, for one image, (C_in, H_in, W_in).
 
     >>> _ = torch.manual_seed(0)
     >>> layer = Conv2d(3, 8, kernel_size=3, padding=1)
@@ -118,11 +145,7 @@ class Conv2d(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(
-                f"padding_mode must be 'zeros' for convlib.Conv2d, got {padding_mode!r}; "
-                "use torch.nn.Conv2d for reflect, replicate or circular padding"
-            )
+        check_mode(padding_mode)
         # The same checks as the functions' (convlib._shapes): a kernel_size of (1.5, 3) is refused, not truncated.
         groups = as_groups(groups)
         if in_channels % groups or out_channels % groups:
@@ -158,9 +181,19 @@ class Conv2d(nn.Module):
                 nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return Conv2dFunction.apply(
-            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-        )
+        if isinstance(x, torch.Tensor) and x.dim() == 3:  # one image (C_in, H_in, W_in), as nn.Conv2d takes it
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        if isinstance(x, torch.Tensor) and x.dim() != 4:
+            raise ValueError(f"x must have shape (N, C_in, H_in, W_in) or (C_in, H_in, W_in), got {tuple(x.shape)}")
+        if self.padding_mode == "zeros":
+            return Conv2dFunction.apply(
+                x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+            )
+        # the border copies pixels of x: pad first (its backward folds the border's gradient back onto them),
+        # then convolve without padding
+        pad = resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation)
+        xp = Pad2dFunction.apply(x, pad, self.padding_mode)
+        return Conv2dFunction.apply(xp, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         text = (
@@ -175,4 +208,6 @@ class Conv2d(nn.Module):
             text += f", groups={self.groups}"
         if self.bias is None:
             text += ", bias=False"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode}"
         return text

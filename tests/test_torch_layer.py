@@ -105,10 +105,66 @@ def test_conv2d_sgd_step_matches_nn_conv2d():
     assert not torch.equal(mine.weight, _pair_of_layers(SETTINGS["stride_pad"], torch.float64)[1].weight)
 
 
-@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
-def test_conv2d_padding_mode_other_than_zeros_raises(mode):
-    with pytest.raises(ValueError, match=rf"padding_mode must be 'zeros' for convlib.Conv2d, got '{mode}'"):
-        convlib.Conv2d(2, 2, 3, padding=1, padding_mode=mode)
+MODES = ["zeros", "reflect", "replicate", "circular"]
+
+
+def _layers_with_mode(cfg, mode, dtype=torch.float64):
+    C_in, C_out, k, s, p, d, g, bias = cfg
+    ref = nn.Conv2d(C_in, C_out, k, s, p, d, g, bias, padding_mode=mode, dtype=dtype)
+    mine = convlib.Conv2d(C_in, C_out, k, s, p, d, g, bias, padding_mode=mode, dtype=dtype)
+    assert mine.state_dict().keys() == ref.state_dict().keys()
+    mine.load_state_dict(ref.state_dict())
+    return ref, mine
+
+
+def _same_step(ref, mine, x, tol=1e-10):
+    """Output, input gradient and every parameter gradient of the two layers on x, compared."""
+    x_ref, x_mine = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ref, out_mine = ref(x_ref), mine(x_mine)
+    torch.testing.assert_close(out_mine, out_ref, rtol=tol, atol=tol)
+    upstream = torch.randn_like(out_ref)
+    out_ref.backward(upstream)
+    out_mine.backward(upstream)
+    torch.testing.assert_close(x_mine.grad, x_ref.grad, rtol=tol, atol=tol)
+    for name, p_ref in ref.named_parameters():
+        torch.testing.assert_close(dict(mine.named_parameters())[name].grad, p_ref.grad, rtol=tol, atol=tol, msg=name)
+
+
+@pytest.mark.parametrize("cfg", SETTINGS.values(), ids=SETTINGS.keys())
+@pytest.mark.parametrize("mode", MODES)
+def test_conv2d_matches_nn_conv2d_for_every_padding_mode(cfg, mode):
+    # the border of a reflect, replicate or circular padding copies pixels of x: their gradient must come back
+    torch.manual_seed(35)
+    ref, mine = _layers_with_mode(cfg, mode)
+    _same_step(ref, mine, torch.randn(2, cfg[0], 8, 7, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv2d_takes_one_unbatched_image_like_nn_conv2d(mode):
+    torch.manual_seed(36)
+    ref, mine = _layers_with_mode(SETTINGS["groups"], mode)
+    x = torch.randn(SETTINGS["groups"][0], 6, 5, dtype=torch.float64)
+    assert mine(x).shape == ref(x).shape and ref(x).dim() == 3
+    _same_step(ref, mine, x)
+
+
+def test_conv2d_unknown_padding_mode_raises():
+    with pytest.raises(ValueError, match=r"padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular', "
+                                         r"got 'mirror'"):
+        convlib.Conv2d(2, 2, 3, padding=1, padding_mode="mirror")
+
+
+def test_conv2d_reflect_padding_larger_than_the_image_raises():
+    # reflect copies the pixel beyond the edge pixel: a 3-row image has 2 of them
+    layer = convlib.Conv2d(1, 1, 7, padding=3, padding_mode="reflect")
+    with pytest.raises(ValueError, match=r"padding_mode='reflect' pads at most 2 rows and 5 columns .* 3x6 image"):
+        layer(torch.zeros(1, 1, 3, 6))
+
+
+def test_conv2d_input_of_other_rank_raises():
+    with pytest.raises(ValueError, match=r"x must have shape \(N, C_in, H_in, W_in\) or \(C_in, H_in, W_in\), "
+                                         r"got \(5, 5\)"):
+        convlib.Conv2d(1, 1, 3)(torch.zeros(5, 5))
 
 
 def test_conv2d_same_padding_with_stride_raises():
@@ -121,8 +177,9 @@ def test_conv2d_groups_not_dividing_raises():
         convlib.Conv2d(3, 4, 3, groups=2)
 
 
-def test_conv2d_repr_matches_nn_conv2d_body():
-    args = dict(stride=2, padding=1, dilation=2, groups=2, bias=False)
+@pytest.mark.parametrize("mode", MODES)
+def test_conv2d_repr_matches_nn_conv2d_body(mode):
+    args = dict(stride=2, padding=1, dilation=2, groups=2, bias=False, padding_mode=mode)
     assert repr(convlib.Conv2d(4, 6, 3, **args))[len("Conv2d"):] == repr(nn.Conv2d(4, 6, 3, **args))[len("Conv2d"):]
 
 
