@@ -38,6 +38,7 @@ __all__ = [
     "weight_gradient_terms",
     "full_padding_flip",
     "input_gradient_fanout",
+    "padding_copies",
     "input_gradient_views",
     "zero_insertion",
     "grouped_weight_matrix",
@@ -601,6 +602,39 @@ def input_gradient_fanout(
     fig = Figure(figsize=(0.5 * W + 0.6, 0.5 * H + 0.9))
     _draw_grid(fig.add_subplot(), counts, (H, W), colors,
                f"terms in each dL/dX entry (kernel {KH}x{KW}, stride {stride}, padding {padding})", "{:g}")
+    fig.tight_layout()
+    return fig
+
+
+def padding_copies(input_hw: Sequence[int], pad: int = 1) -> Figure:
+    """For each padding mode, how many entries of the padded image copy each input pixel.
+
+    One grid per mode (zeros, reflect, replicate, circular), input pixels only:
+    each number is how many terms the pixel's gradient sums when the padding is
+    differentiated (:func:`convlib.pad2d_grad`), its own position included. With
+    zero padding every pixel has 1 and the gradient is the crop; with the other
+    modes the border pixels they copy collect more.
+
+    >>> fig = padding_copies((4, 4), pad=1)
+    >>> [ax.get_title().split(":")[0] for ax in fig.axes]
+    ['zeros', 'reflect', 'replicate', 'circular']
+    >>> [t.get_text() for t in fig.axes[2].texts][:4]  # replicate: a corner is copied 3 more times
+    ['4', '2', '2', '4']
+    """
+    from .padding import PADDING_MODES, pad2d_grad
+
+    H, W = as_pair(tuple(input_hw), "input_hw", 1)
+    if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+        raise TypeError(f"pad must be an int >= 0, got {pad!r}")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["Blues"]
+    fig = Figure(figsize=(4 * (0.45 * W + 0.5), 0.45 * H + 1.0))
+    for k, mode in enumerate(PADDING_MODES):
+        # the gradient of padding with an upstream gradient of ones counts the copies of each pixel
+        counts = pad2d_grad(np.ones((1, 1, H + 2 * pad, W + 2 * pad)), (pad, pad, pad, pad), mode)[0, 0]
+        colors = {(r, c): matplotlib.colors.to_hex(cmap(0.1 + 0.15 * counts[r, c])) for r in range(H) for c in range(W)}
+        _draw_grid(fig.add_subplot(1, 4, k + 1), counts, (H, W), colors, f"{mode}: {int(counts.sum())} terms", "{:g}")
     fig.tight_layout()
     return fig
 

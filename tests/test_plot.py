@@ -127,6 +127,18 @@ def test_input_gradient_fanout_counts_windows_by_brute_force():
     assert numbers == expected.ravel().tolist()
 
 
+def test_padding_copies_counts_copies_through_torch_autograd():
+    # an independent count: the gradient of F.pad for an upstream gradient of ones
+    import torch
+
+    H, W, pad = 4, 5, 2
+    fig = plot.padding_copies((H, W), pad=pad)
+    for ax, mode in zip(fig.axes, ["constant", "reflect", "replicate", "circular"]):
+        x = torch.zeros(1, 1, H, W, dtype=torch.float64, requires_grad=True)
+        torch.nn.functional.pad(x, (pad,) * 4, mode=mode).sum().backward()
+        assert [float(t.get_text()) for t in ax.texts] == x.grad[0, 0].ravel().tolist(), mode
+
+
 def _numbers_at(ax):
     """(x, y, value) of every text of ``ax`` that is a plain number."""
     found = []
