@@ -1,7 +1,7 @@
 """convlib: convolution and its gradients, from plain loops to a PyTorch layer.
 
 The NumPy names load at once; the ones that need PyTorch (``Conv2dFunction``,
-``Pad2dFunction``, ``Conv2d``, ``diagnose``) and matplotlib (``plot``) load on first use, so that
+``Pad2dFunction``, ``Conv2d``, ``conv2d_op``, ``diagnose``) and matplotlib (``plot``) load on first use, so that
 ``import convlib`` stays light for the early chapters and the grading workers.
 
 >>> import numpy as np, convlib
@@ -46,6 +46,7 @@ __all__ = [
     "Conv2dFunction",
     "Pad2dFunction",
     "Conv2d",
+    "conv2d_op",
     "diagnose",
     "Diagnosis",
     "plot",
@@ -56,6 +57,7 @@ _LAZY = {
     "Conv2dFunction": ".torch_layer",
     "Pad2dFunction": ".torch_layer",
     "Conv2d": ".torch_layer",
+    "conv2d_op": ".torch_layer",
     "diagnose": ".diagnosis",
     "Diagnosis": ".diagnosis",
     "plot": ".plot",

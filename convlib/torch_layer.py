@@ -14,6 +14,7 @@ names is first used.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from ._shapes import as_groups, as_pair, resolve_padding
 from .conv import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 from .padding import check_mode, pad2d, pad2d_grad
 
-__all__ = ["Conv2dFunction", "Pad2dFunction", "Conv2d"]
+__all__ = ["Conv2dFunction", "Pad2dFunction", "Conv2d", "conv2d_op"]
 
 
 def _to_numpy(t: torch.Tensor, name: str) -> np.ndarray:
@@ -89,6 +90,87 @@ class Conv2dFunction(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = torch.from_numpy(conv2d_grad_bias(g))
         return grad_x, grad_w, grad_b, None, None, None, None
+
+
+# --- The same convolution as a PyTorch custom operator (torch.library) -------------------
+#
+# An autograd.Function is opaque to torch.compile: the compiler cannot look inside NumPy code, so it
+# breaks the graph there. A custom operator tells PyTorch what it needs instead of showing it: the
+# output's shape and dtype (register_fake, run on "fake" tensors that have a shape but no data) and the
+# backward (register_autograd, written with setup_context as below). The backward is itself an operator,
+# so that a compiled graph can hold it too.
+
+
+@torch.library.custom_op("convlib::conv2d", mutates_args=())
+def conv2d_op(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: Sequence[int], padding: Sequence[int],
+    dilation: Sequence[int], groups: int,
+) -> torch.Tensor:
+    """:func:`convlib.conv2d` as the operator ``torch.ops.convlib.conv2d``: works under ``torch.compile``.
+
+    ``stride``, ``padding`` and ``dilation`` are pairs of ints (an operator's arguments have fixed types).
+
+    >>> x = torch.ones(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    >>> w = torch.ones(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    >>> conv2d_op(x, w, None, (1, 1), (0, 0), (1, 1), 1).sum().backward()
+    >>> x.grad[0, 0]
+    tensor([[1., 2., 1.],
+            [2., 4., 2.],
+            [1., 2., 1.]], dtype=torch.float64)
+    """
+    b_np = None if b is None else _to_numpy(b, "b")
+    out = conv2d(_to_numpy(x, "x"), _to_numpy(w, "w"), b_np, tuple(stride), tuple(padding), tuple(dilation), groups)
+    return torch.from_numpy(out)
+
+
+@conv2d_op.register_fake
+def _conv2d_shape(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: Sequence[int], padding: Sequence[int],
+    dilation: Sequence[int], groups: int,
+) -> torch.Tensor:
+    N, _, H, W = x.shape
+    C_out, _, KH, KW = w.shape
+    H_out = (H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
+    W_out = (W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
+    return x.new_empty((N, C_out, H_out, W_out))
+
+
+@torch.library.custom_op("convlib::conv2d_backward", mutates_args=())
+def conv2d_backward_op(
+    grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: Sequence[int], padding: Sequence[int],
+    dilation: Sequence[int], groups: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three gradients of :func:`conv2d_op`: (grad_x, grad_w, grad_b)."""
+    g = np.ascontiguousarray(_to_numpy(grad_out, "grad_out"))
+    x_np, w_np = _to_numpy(x, "x"), _to_numpy(w, "w")
+    settings = (tuple(stride), tuple(padding), tuple(dilation), groups)
+    return (torch.from_numpy(conv2d_grad_input(x_np.shape, w_np, g, *settings)),
+            torch.from_numpy(conv2d_grad_weight(x_np, w_np.shape, g, *settings)),
+            torch.from_numpy(conv2d_grad_bias(g)))
+
+
+@conv2d_backward_op.register_fake
+def _conv2d_backward_shapes(
+    grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: Sequence[int], padding: Sequence[int],
+    dilation: Sequence[int], groups: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.empty_like(x), torch.empty_like(w), grad_out.new_empty(w.shape[0])
+
+
+def _save_for_backward(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    x, w, b, stride, padding, dilation, groups = inputs
+    ctx.save_for_backward(x, w)
+    ctx.settings = (stride, padding, dilation, groups)
+    ctx.has_bias = b is not None
+
+
+def _conv2d_op_backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    x, w = ctx.saved_tensors
+    grad_x, grad_w, grad_b = conv2d_backward_op(grad_out, x, w, *ctx.settings)
+    return grad_x, grad_w, grad_b if ctx.has_bias else None, None, None, None, None
+
+
+conv2d_op.register_autograd(_conv2d_op_backward, setup_context=_save_for_backward)
 
 
 class Pad2dFunction(torch.autograd.Function):

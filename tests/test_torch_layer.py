@@ -43,6 +43,62 @@ def test_conv2dfunction_skips_gradients_not_needed():
     assert x.grad is None and w.grad is not None
 
 
+def _op_settings(cfg):
+    """The settings of a SETTINGS entry as conv2d_op takes them: pairs of ints (odd kernels for "same")."""
+    _, _, k, s, p, d, g, _ = cfg
+    k, s, d = (convlib._shapes.as_pair(v, "v", 1) for v in (k, s, d))
+    if p == "valid":
+        p = 0
+    if p == "same":
+        p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+    return s, convlib._shapes.as_pair(p, "p", 0), d, g
+
+
+def _op_inputs(cfg, seed):
+    C_in, C_out, k, _, _, _, g, bias = cfg
+    kh, kw = convlib._shapes.as_pair(k, "k", 1)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, C_in, 7, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(C_out, C_in // g, kh, kw, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(C_out, dtype=torch.float64, generator=gen, requires_grad=True) if bias else None
+    return x, w, b
+
+
+@pytest.mark.parametrize("cfg", SETTINGS.values(), ids=SETTINGS.keys())
+def test_conv2d_op_passes_gradcheck_and_opcheck(cfg):
+    # opcheck: the fake (shape-only) implementation, the schema and the autograd registration agree with
+    # what the operator really does
+    x, w, b = _op_inputs(cfg, 37)
+    settings = _op_settings(cfg)
+    assert torch.autograd.gradcheck(lambda x, w, b: convlib.conv2d_op(x, w, b, *settings), (x, w, b),
+                                    eps=1e-6, atol=1e-8, rtol=1e-6)
+    torch.library.opcheck(convlib.conv2d_op, (x, w, b, *settings), test_utils=("test_schema", "test_faketensor",
+                                                                              "test_autograd_registration"))
+
+
+def test_conv2d_op_under_torch_compile_matches_eager_and_torch():
+    # fullgraph: the compiled function must hold the operator and its backward without a graph break
+    cfg = SETTINGS["groups"]
+    settings = _op_settings(cfg)
+    x, w, b = _op_inputs(cfg, 38)
+
+    def loss(x, w, b):
+        return (torch.relu(convlib.conv2d_op(x, w, b, *settings)) ** 2).sum()
+
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    got = torch.autograd.grad(compiled(x, w, b), (x, w, b))
+    ref_loss = (torch.relu(torch.nn.functional.conv2d(x, w, b, *settings)) ** 2).sum()
+    for mine, ref in zip(got, torch.autograd.grad(ref_loss, (x, w, b))):
+        torch.testing.assert_close(mine, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_conv2d_op_double_backward_says_it_has_no_formula():
+    x, w, b = _op_inputs(SETTINGS["plain"], 39)
+    (grad_x,) = torch.autograd.grad(convlib.conv2d_op(x, w, b, (1, 1), (0, 0), (1, 1), 1).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="convlib.conv2d_backward.* no autograd formula was registered"):
+        grad_x.sum().backward()
+
+
 def _pair_of_layers(cfg, dtype):
     C_in, C_out, k, s, p, d, g, bias = cfg
     ref = nn.Conv2d(C_in, C_out, k, s, p, d, g, bias, dtype=dtype)
