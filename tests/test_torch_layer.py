@@ -99,58 +99,18 @@ def test_conv2d_op_double_backward_says_it_has_no_formula():
         grad_x.sum().backward()
 
 
-def _pair_of_layers(cfg, dtype):
-    C_in, C_out, k, s, p, d, g, bias = cfg
-    ref = nn.Conv2d(C_in, C_out, k, s, p, d, g, bias, dtype=dtype)
-    mine = convlib.Conv2d(C_in, C_out, k, s, p, d, g, bias, dtype=dtype)
-    mine.load_state_dict(ref.state_dict())
-    return ref, mine
-
-
 @pytest.mark.parametrize("cfg", SETTINGS.values(), ids=SETTINGS.keys())
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["f64", "f32"])
 def test_conv2d_matches_nn_conv2d_after_load_state_dict(cfg, dtype, tol):
     # float32: sums of at most ~100 products of O(1) terms, rounding ~1e-6.
     torch.manual_seed(32)
-    ref, mine = _pair_of_layers(cfg, dtype)
-    x = torch.randn(3, cfg[0], 8, 7, dtype=dtype)
-    x_ref, x_mine = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out_ref, out_mine = ref(x_ref), mine(x_mine)
-    torch.testing.assert_close(out_mine, out_ref, rtol=tol, atol=tol)
-    upstream = torch.randn_like(out_ref)
-    out_ref.backward(upstream)
-    out_mine.backward(upstream)
-    torch.testing.assert_close(x_mine.grad, x_ref.grad, rtol=tol, atol=tol)
-    for name, p_ref in ref.named_parameters():
-        p_mine = dict(mine.named_parameters())[name]
-        torch.testing.assert_close(p_mine.grad, p_ref.grad, rtol=tol, atol=tol, msg=name)
-
-
-def test_conv2d_state_dict_keys_and_shapes_match_nn_conv2d():
-    ref, mine = nn.Conv2d(4, 6, (3, 2), groups=2), convlib.Conv2d(4, 6, (3, 2), groups=2)
-    assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in mine.state_dict().items()}
-    assert [n for n, _ in mine.named_parameters()] == ["weight", "bias"]
-    no_bias = convlib.Conv2d(4, 6, 3, bias=False)
-    assert no_bias.bias is None and list(no_bias.state_dict()) == ["weight"]
-    # and the other way round: our weights load into nn.Conv2d
-    nn.Conv2d(4, 6, (3, 2), groups=2).load_state_dict(mine.state_dict())
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_initialisation_matches_nn_conv2d(bias):
-    # Same seed, same calls in the same order: the same numbers, bit for bit.
-    torch.manual_seed(33)
-    ref = nn.Conv2d(3, 5, 3, bias=bias)
-    torch.manual_seed(33)
-    mine = convlib.Conv2d(3, 5, 3, bias=bias)
-    torch.testing.assert_close(mine.weight, ref.weight, rtol=0, atol=0)
-    if bias:
-        torch.testing.assert_close(mine.bias, ref.bias, rtol=0, atol=0)
+    ref, mine = _layers_with_mode(cfg, "zeros", dtype)
+    _same_step(ref, mine, torch.randn(3, cfg[0], 8, 7, dtype=dtype), tol)
 
 
 def test_conv2d_sgd_step_matches_nn_conv2d():
     torch.manual_seed(34)
-    ref, mine = _pair_of_layers(SETTINGS["stride_pad"], torch.float64)
+    ref, mine = _layers_with_mode(SETTINGS["stride_pad"], "zeros")
     x = torch.randn(4, 2, 9, 9, dtype=torch.float64)
     for layer in (ref, mine):
         opt = torch.optim.SGD(layer.parameters(), lr=0.1)
@@ -158,7 +118,7 @@ def test_conv2d_sgd_step_matches_nn_conv2d():
         opt.step()
     torch.testing.assert_close(mine.weight, ref.weight, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(mine.bias, ref.bias, rtol=1e-12, atol=1e-12)
-    assert not torch.equal(mine.weight, _pair_of_layers(SETTINGS["stride_pad"], torch.float64)[1].weight)
+    assert not torch.equal(mine.weight, _layers_with_mode(SETTINGS["stride_pad"], "zeros")[1].weight)
 
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
