@@ -108,6 +108,28 @@ def test_conv2d_matches_nn_conv2d_after_load_state_dict(cfg, dtype, tol):
     _same_step(ref, mine, torch.randn(3, cfg[0], 8, 7, dtype=dtype), tol)
 
 
+def test_conv2d_state_dict_keys_and_shapes_match_nn_conv2d():
+    ref, mine = nn.Conv2d(4, 6, (3, 2), groups=2), convlib.Conv2d(4, 6, (3, 2), groups=2)
+    assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in mine.state_dict().items()}
+    assert [n for n, _ in mine.named_parameters()] == ["weight", "bias"]
+    no_bias = convlib.Conv2d(4, 6, 3, bias=False)
+    assert no_bias.bias is None and list(no_bias.state_dict()) == ["weight"]
+    # and the other way round: our weights load into nn.Conv2d
+    nn.Conv2d(4, 6, (3, 2), groups=2).load_state_dict(mine.state_dict())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_initialisation_matches_nn_conv2d(bias):
+    # Same seed, same calls in the same order: the same numbers, bit for bit.
+    torch.manual_seed(33)
+    ref = nn.Conv2d(3, 5, 3, bias=bias)
+    torch.manual_seed(33)
+    mine = convlib.Conv2d(3, 5, 3, bias=bias)
+    torch.testing.assert_close(mine.weight, ref.weight, rtol=0, atol=0)
+    if bias:
+        torch.testing.assert_close(mine.bias, ref.bias, rtol=0, atol=0)
+
+
 def test_conv2d_sgd_step_matches_nn_conv2d():
     torch.manual_seed(34)
     ref, mine = _layers_with_mode(SETTINGS["stride_pad"], "zeros")
