@@ -662,6 +662,10 @@ class Journal:
             os.fsync(f.fileno())
         os.replace(partial, self.path)
 
+    def keep(self, students: set[str]) -> None:
+        """Rewrite the journal with these students' records only, in the order they were recorded."""
+        self.rewrite([record for student, record in self.read().items() if student in students])
+
     def append(self, record: dict) -> None:
         with self._lock, self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -786,7 +790,7 @@ def autograde(options: Options) -> list[Row]:
         previous = {} if options.regrade else journal.read()
         done, todo = split_recorded(submissions, previous, key)
         _remove_outputs(options.out, {row.student for row in done})
-        journal.rewrite([previous[row.student] for row in done])
+        journal.keep({row.student for row in done})
 
         from nbgrader.api import Gradebook
 

@@ -737,6 +737,20 @@ def test_grading_hard_limit_stops_the_grading_child_and_everything_it_started(tm
     assert (results["perfect"]["status"], results["perfect"]["score"]) == ("graded", cr.max_points(assignment)), results
 
 
+def test_grading_journal_keeps_the_records_it_keeps_in_their_order(tmp_path):
+    # a resumed run keeps the lines of the students it does not grade again where they were: the students finish in
+    # any order, and a rewrite in another order would move lines that an earlier run wrote
+    from grading.run import Journal
+
+    journal = Journal(tmp_path / "results.jsonl")
+    for student in ("bob", "alice", "carol", "dave"):
+        journal.append({"student": student, "status": "graded"})
+    with journal.path.open("a") as f:
+        f.write('{"student": "erin", "sta')  # cut short by a crash
+    journal.keep({"dave", "alice", "bob"})
+    assert [json.loads(line)["student"] for line in journal.path.read_text().splitlines()] == ["bob", "alice", "dave"]
+
+
 def test_grading_resume_grades_again_only_what_changed(tmp_path):
     from grading.run import Journal, Row, _record, split_recorded, submission_key
     from grading.submissions import Submission
