@@ -606,7 +606,7 @@ def input_gradient_fanout(
     return fig
 
 
-def padding_copies(input_hw: Sequence[int], pad: int = 1) -> Figure:
+def padding_copies(input_hw: Sequence[int], pad: IntPair = 1) -> Figure:
     """For each padding mode, how many entries of the padded image copy each input pixel.
 
     One grid per mode (zeros, reflect, replicate, circular), input pixels only:
@@ -624,15 +624,14 @@ def padding_copies(input_hw: Sequence[int], pad: int = 1) -> Figure:
     from .padding import PADDING_MODES, pad2d_grad
 
     H, W = as_pair(tuple(input_hw), "input_hw", 1)
-    if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
-        raise TypeError(f"pad must be an int >= 0, got {pad!r}")
+    ph, pw = as_pair(pad, "pad", 0)  # rows on each side, columns on each side
     import matplotlib
 
     cmap = matplotlib.colormaps["Blues"]
     fig = Figure(figsize=(4 * (0.45 * W + 0.5), 0.45 * H + 1.0))
     for k, mode in enumerate(PADDING_MODES):
         # the gradient of padding with an upstream gradient of ones counts the copies of each pixel
-        counts = pad2d_grad(np.ones((1, 1, H + 2 * pad, W + 2 * pad)), (pad, pad, pad, pad), mode)[0, 0]
+        counts = pad2d_grad(np.ones((1, 1, H + 2 * ph, W + 2 * pw)), (ph, ph, pw, pw), mode)[0, 0]
         colors = {(r, c): matplotlib.colors.to_hex(cmap(0.1 + 0.15 * counts[r, c])) for r in range(H) for c in range(W)}
         _draw_grid(fig.add_subplot(1, 4, k + 1), counts, (H, W), colors, f"{mode}: {int(counts.sum())} terms", "{:g}")
     fig.tight_layout()

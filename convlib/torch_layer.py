@@ -22,11 +22,16 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._shapes import as_groups, as_pair, resolve_padding
+from ._shapes import as_groups, as_pair, output_size, resolve_padding
 from .conv import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 from .padding import check_mode, pad2d, pad2d_grad
 
 __all__ = ["Conv2dFunction", "Pad2dFunction", "Conv2d", "conv2d_op"]
+
+
+def _grad_to_numpy(grad: torch.Tensor) -> np.ndarray:
+    """An upstream gradient as a real array: it may be a broadcast view (stride 0, e.g. from .sum())."""
+    return np.ascontiguousarray(grad.detach().numpy())
 
 
 def _to_numpy(t: torch.Tensor, name: str) -> np.ndarray:
@@ -79,8 +84,7 @@ class Conv2dFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w = ctx.saved_tensors
         settings = ctx.settings
-        # grad_out may be a broadcast view (stride 0, e.g. from .sum()): make it a real array.
-        g = np.ascontiguousarray(grad_out.detach().numpy())
+        g = _grad_to_numpy(grad_out)
         x_np, w_np = x.detach().numpy(), w.detach().numpy()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
@@ -130,8 +134,8 @@ def _conv2d_shape(
 ) -> torch.Tensor:
     N, _, H, W = x.shape
     C_out, _, KH, KW = w.shape
-    H_out = (H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
-    W_out = (W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
+    H_out = output_size(H, 2 * padding[0], KH, stride[0], dilation[0])
+    W_out = output_size(W, 2 * padding[1], KW, stride[1], dilation[1])
     return x.new_empty((N, C_out, H_out, W_out))
 
 
@@ -141,7 +145,7 @@ def conv2d_backward_op(
     dilation: Sequence[int], groups: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three gradients of :func:`conv2d_op`: (grad_x, grad_w, grad_b)."""
-    g = np.ascontiguousarray(_to_numpy(grad_out, "grad_out"))
+    g = _grad_to_numpy(grad_out)
     x_np, w_np = _to_numpy(x, "x"), _to_numpy(w, "w")
     settings = (tuple(stride), tuple(padding), tuple(dilation), groups)
     return (torch.from_numpy(conv2d_grad_input(x_np.shape, w_np, g, *settings)),
@@ -192,7 +196,7 @@ class Pad2dFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_xp: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        g = np.ascontiguousarray(grad_xp.detach().numpy())
+        g = _grad_to_numpy(grad_xp)
         return torch.from_numpy(pad2d_grad(g, ctx.pad, ctx.mode)), None, None
 
 
