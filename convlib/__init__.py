@@ -24,8 +24,19 @@ from .conv import (
     conv2d_output_shape,
     conv_transpose2d,
 )
+from .batchnorm import batch_norm2d, batch_norm2d_grad
 from .gradcheck import agree, numerical_grad, rel_error
 from .padding import pad2d, pad2d_grad
+from .pooling import (
+    avg_pool2d,
+    avg_pool2d_grad,
+    global_avg_pool2d,
+    global_avg_pool2d_grad,
+    max_pool2d,
+    max_pool2d_grad,
+    relu,
+    relu_grad,
+)
 from .scalar import Value
 
 __all__ = [
@@ -38,6 +49,16 @@ __all__ = [
     "conv2d_output_shape",
     "pad2d",
     "pad2d_grad",
+    "max_pool2d",
+    "max_pool2d_grad",
+    "avg_pool2d",
+    "avg_pool2d_grad",
+    "global_avg_pool2d",
+    "global_avg_pool2d_grad",
+    "relu",
+    "relu_grad",
+    "batch_norm2d",
+    "batch_norm2d_grad",
     "loops",
     "numerical_grad",
     "rel_error",

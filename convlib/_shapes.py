@@ -333,3 +333,121 @@ def check_transpose(
             f"padding={p} is too large: the output would be {H_out}x{W_out} for x of shape {x.shape}"
         )
     return TransposeGeometry(groups, s, p, op, d, H_out, W_out)
+
+
+class PoolGeometry(NamedTuple):
+    """A pooling window's settings, checked, and the output size (PyTorch's rules, ``ceil_mode`` included).
+
+    ``extra`` is the number of rows and columns past the bottom and right padding that the last window of
+    ``ceil_mode`` reaches into: they hold no input pixel and no padding, only room for the window.
+    """
+
+    N: int
+    C: int
+    H: int
+    W: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    H_out: int
+    W_out: int
+    extra: tuple[int, int]
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H_out, self.W_out)
+
+    def taps(self) -> Iterable[tuple[int, int, int]]:
+        """The window's taps in row-major order: (tap number, row offset, column offset) in the padded input."""
+        (KH, KW), (dh, dw) = self.kernel, self.dilation
+        for i in range(KH):
+            for j in range(KW):
+                yield i * KW + j, i * dh, j * dw
+
+
+def pool_output_size(size: int, pad: int, kernel: int, stride: int, dilation: int, ceil_mode: bool) -> int:
+    """Number of windows along one axis, PyTorch's rule: floor (or ceil) of the convolution formula's fraction.
+
+    With ``ceil_mode`` a last, partial window is kept if it starts inside the input or its left padding.
+
+    >>> pool_output_size(5, 0, 2, 2, 1, False), pool_output_size(5, 0, 2, 2, 1, True)
+    (2, 3)
+    """
+    span = dilation * (kernel - 1) + 1
+    rounding = stride - 1 if ceil_mode else 0
+    out = (size + 2 * pad - span + rounding) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def pool_geometry(
+    shape: Sequence[int], kernel_size: object, stride: object, padding: object, dilation: object, ceil_mode: object,
+    name: str = "x",
+) -> PoolGeometry:
+    """Check a pooling layer's settings against an (N, C, H, W) shape; ``stride=None`` means the kernel size."""
+    N, C, H, W = shape
+    kernel = as_pair(kernel_size, "kernel_size", 1)
+    s = kernel if stride is None else as_pair(stride, "stride", 1)
+    p = as_pair(padding, "padding", 0)
+    d = as_pair(dilation, "dilation", 1)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
+    for axis in range(2):
+        span = d[axis] * (kernel[axis] - 1) + 1
+        if 2 * p[axis] > span:
+            raise ValueError(
+                f"padding must be at most half the window's span (dilation * (kernel_size - 1) + 1), so that every "
+                f"window holds an input pixel: got padding={p}, kernel_size={kernel}, dilation={d}"
+            )
+    H_out = pool_output_size(H, p[0], kernel[0], s[0], d[0], bool(ceil_mode))
+    W_out = pool_output_size(W, p[1], kernel[1], s[1], d[1], bool(ceil_mode))
+    if H_out < 1 or W_out < 1:
+        raise ValueError(
+            f"{name} of shape {tuple(shape)} is too small for the window: kernel_size={kernel}, dilation={d} and "
+            f"padding={p} give an output of {H_out}x{W_out}"
+        )
+    extra = tuple(
+        max(0, (out - 1) * s[axis] + d[axis] * (kernel[axis] - 1) + 1 - (size + 2 * p[axis]))
+        for axis, (out, size) in enumerate(((H_out, H), (W_out, W)))
+    )
+    return PoolGeometry(N, C, H, W, kernel, s, p, d, H_out, W_out, (extra[0], extra[1]))
+
+
+def check_images(x: object, name: str = "x") -> np.ndarray:
+    """Check a batch of images (N, C, H, W) or one image (C, H, W), as pooling and batch norm take them."""
+    x = check_array(x, name)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{name} must have 4 axes (N, C, H, W) or 3 (C, H, W), got shape {x.shape}")
+    return x
+
+
+def check_like(a: object, name: str, shape: tuple[int, ...], dtype: np.dtype, what: str) -> np.ndarray:
+    """Check that ``a`` is an array of exactly ``shape`` and ``dtype``; ``what`` says which shape that is."""
+    a = check_array(a, name)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have {what} {shape}, got {a.shape}")
+    check_same_dtype(**{name: a, "x": np.empty(0, dtype)})
+    return a
+
+
+def as_divisor(divisor_override: object) -> int | None:
+    """Check average pooling's ``divisor_override``: None, or an int other than 0."""
+    if divisor_override is None:
+        return None
+    if not _is_int(divisor_override):
+        raise TypeError(f"divisor_override must be an int or None, got {divisor_override!r}")
+    if divisor_override == 0:
+        raise ValueError("divisor_override must not be 0")
+    return int(divisor_override)
+
+
+def as_image_shape(input_shape: object) -> tuple[tuple[int, int, int, int], bool]:
+    """``input_shape`` (N, C, H, W) or (C, H, W) as four ints, and whether it was one image (C, H, W)."""
+    items = tuple(input_shape) if isinstance(input_shape, Iterable) else ()
+    if len(items) == 3:
+        return (1, *as_shape(items, "input_shape", 3)), True  # type: ignore[return-value]
+    if len(items) != 4:
+        raise TypeError(f"input_shape must be a sequence of 4 ints (N, C, H, W) or 3 (C, H, W), got {input_shape!r}")
+    return as_shape(items, "input_shape"), False  # type: ignore[return-value]
