@@ -49,6 +49,7 @@ __all__ = [
     "confusion_matrix",
     "filter_grid",
     "image_row",
+    "max_pool_routing",
 ]
 
 Key = TypeVar("Key", bound=Hashable)
@@ -1176,4 +1177,43 @@ def image_row(images: np.ndarray, titles: Sequence[str], title: str = "", cmap: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def max_pool_routing(x2d: np.ndarray, grad_out2d: np.ndarray, kernel_size: IntPair = 2,
+                     stride: IntPair | None = None) -> Figure:
+    """Where max pooling sends each upstream gradient: to its window's arg-max (one channel, no padding).
+
+    Three grids side by side: the input X, each pixel that wins a window shaded
+    and marked with the number of windows it wins (``×2``); the upstream
+    gradient G = dL/dO; and dL/dX, computed by :func:`convlib.max_pool2d_grad`,
+    the winners shaded: each holds the sum of the G entries of the windows it
+    wins, every other pixel 0. Ties go to the first maximum of the window in
+    row-major order, as in PyTorch.
+
+    >>> fig = max_pool_routing([[1., 5., 2.], [0., 3., 4.], [6., 1., 1.]], [[1., 2.], [3., 4.]], 2, 1)
+    >>> [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("×")]
+    ['×2']
+    """
+    from .pooling import max_pool2d, max_pool2d_grad
+
+    x = _as_2d(x2d, "x2d")
+    g = _as_2d(grad_out2d, "grad_out2d")
+    out, where = max_pool2d(x[None, None], kernel_size, stride, return_indices=True)
+    if out.shape[2:] != g.shape:
+        raise ValueError(f"grad_out2d must have the pooled shape {out.shape[2:]}, got {g.shape}")
+    grad_x = max_pool2d_grad(x[None, None], g[None, None], kernel_size, stride)[0, 0]
+    H, W = x.shape
+    wins = np.bincount(where.ravel(), minlength=H * W).reshape(H, W)
+    winners = {(int(r), int(c)): READ_COLOR for r, c in zip(*np.nonzero(wins))}
+    notes = {rc: f"×{wins[rc]}" for rc in winners if wins[rc] > 1}
+    gap = 1.6
+    width, height = W + gap + g.shape[1] + gap + W, H + 1.0
+    fig, ax = _canvas(width, height)
+    _draw_grid(ax, x, (H, W), winners, "X: arg-max of each window", "{:.3g}", notes=notes, own_axes=False, y_top=H)
+    x_g = W + gap
+    _draw_grid(ax, g, g.shape, {}, "G = dL/dO", "{:.3g}", x0=x_g, own_axes=False, y_top=H - (H - g.shape[0]) / 2)
+    ax.text(x_g + g.shape[1] + gap / 2, H / 2, "→", ha="center", va="center", fontsize=16)
+    _draw_grid(ax, grad_x, (H, W), {rc: OUT_COLOR + "80" for rc in winners}, "dL/dX", "{:.3g}",
+               x0=x_g + g.shape[1] + gap, own_axes=False, y_top=H)
     return fig

@@ -410,3 +410,27 @@ def test_image_row_shows_each_image_with_its_title():
         assert np.array_equal(ax.images[0].get_array(), img[0])
     with pytest.raises(ValueError, match=r"one entry per image \(3\), got 2"):
         plot.image_row(images, ["a", "b"])
+
+
+def test_max_pool_routing_writes_torch_gradient_and_shades_the_winners():
+    import torch
+    import torch.nn.functional as F
+
+    # overlapping windows (kernel 2, stride 1) and a tie: window (1, 1) holds two 6s, the first one wins
+    x = np.array([[1, 5, 2, 0], [0, 3, 4, 2], [6, 1, 6, 7], [2, 6, 0, 3]], dtype=float)
+    g = np.arange(1.0, 10.0).reshape(3, 3)
+    xt = torch.tensor(x[None, None], requires_grad=True)
+    out, where = F.max_pool2d(xt, 2, 1, return_indices=True)
+    out.backward(torch.tensor(g[None, None]))
+    wins = np.bincount(where.numpy().ravel(), minlength=16).reshape(4, 4)
+    fig = plot.max_pool_routing(x, g, kernel_size=2, stride=1)
+    ax = fig.axes[0]
+    numbers = [t.get_text() for t in ax.texts if t.get_text()[:1].isdigit()]
+    assert numbers[:16] == [f"{v:g}" for v in x.ravel()]  # X, then G, then dL/dX, row by row
+    assert numbers[16:25] == [f"{v:g}" for v in g.ravel()]
+    assert numbers[25:] == [f"{v:g}" for v in xt.grad.numpy()[0, 0].ravel()]
+    assert sorted(t.get_text() for t in ax.texts if t.get_text().startswith("×")) == \
+        sorted(f"×{n}" for n in wins.ravel() if n > 1)
+    assert len(_colored_cells(ax, plot.READ_COLOR)) == np.count_nonzero(wins)
+    with pytest.raises(ValueError, match=r"grad_out2d must have the pooled shape \(3, 3\), got \(2, 2\)"):
+        plot.max_pool_routing(x, np.ones((2, 2)), kernel_size=2, stride=1)
