@@ -16,6 +16,7 @@ from typing import Any
 
 from . import loops
 from ._shapes import Array
+from .batchnorm import batch_norm2d, batch_norm2d_grad
 from .conv import (
     conv2d,
     conv2d_grad_bias,
@@ -24,7 +25,6 @@ from .conv import (
     conv2d_output_shape,
     conv_transpose2d,
 )
-from .batchnorm import batch_norm2d, batch_norm2d_grad
 from .gradcheck import agree, numerical_grad, rel_error
 from .padding import pad2d, pad2d_grad
 from .pooling import (

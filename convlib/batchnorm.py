@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._shapes import Array, check_array, check_images, check_like
+from ._shapes import Array, check_array, check_like
 
 __all__ = ["batch_norm2d", "batch_norm2d_grad"]
 
@@ -41,9 +41,12 @@ def _check(
     x: object, running_mean: object, running_var: object, weight: object, bias: object, training: object,
     eps: object,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The checks of :func:`batch_norm2d` and its gradient: x (N, C, H, W) or (C, H, W), vectors (C,)."""
-    x = check_images(x)
-    C = x.shape[-3]
+    """The checks of :func:`batch_norm2d` and its gradient: x (N, C, H, W), vectors (C,).
+
+    One image (C, H, W) is refused, as ``nn.BatchNorm2d`` refuses it: add the batch axis, ``x[None]``.
+    """
+    x = check_array(x, "x", "NCHW")
+    C = x.shape[1]
     vectors = [_channel_vector(a, name, C, x.dtype) for a, name in
                ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias"))]
     if not isinstance(training, (bool, np.bool_)):
@@ -59,11 +62,6 @@ def _check(
     return x, vectors[0], vectors[1], vectors[2], vectors[3]
 
 
-def _axes(x: np.ndarray) -> tuple[int, ...]:
-    """The axes a channel's statistics run over: batch and image."""
-    return (0, 2, 3) if x.ndim == 4 else (1, 2)
-
-
 def _per_channel(v: np.ndarray) -> np.ndarray:
     """A (C,) vector shaped to broadcast against ``x``."""
     return v.reshape(-1, 1, 1)
@@ -74,7 +72,7 @@ def _statistics(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The mean and the (biased) variance the normalisation uses, per channel."""
     if training:
-        return x.mean(axis=_axes(x)), x.var(axis=_axes(x))
+        return x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
     assert running_mean is not None and running_var is not None  # _check refused the rest
     return running_mean, running_var
 
@@ -98,7 +96,7 @@ def batch_norm2d(
     y = x_hat if weight is None else x_hat * _per_channel(weight)
     y = y if bias is None else y + _per_channel(bias)
     if training:
-        m = x.size // x.shape[-3]
+        m = x.size // x.shape[1]
         new = {"running_mean": (running_mean, mean), "running_var": (running_var, var * (m / (m - 1)))}
         for running, batch in new.values():
             if running is not None:
@@ -126,8 +124,8 @@ def batch_norm2d_grad(
     mean, var = _statistics(x, running_mean, running_var, bool(training))
     inv_sigma = _per_channel(1 / np.sqrt(var + x.dtype.type(eps)))
     x_hat = (x - _per_channel(mean)) * inv_sigma
-    gamma = np.ones(x.shape[-3], x.dtype) if weight is None else weight
-    axes = _axes(x)
+    gamma = np.ones(x.shape[1], x.dtype) if weight is None else weight
+    axes = (0, 2, 3)  # a channel's statistics run over the batch and the image
     grad_gamma, grad_beta = (g * x_hat).sum(axis=axes), g.sum(axis=axes)
     if training:
         g_centred = g - g.mean(axis=axes, keepdims=True)  # the mean's path

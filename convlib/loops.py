@@ -318,9 +318,7 @@ def batch_norm2d(
     bias: Array | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
 ) -> Array:
     """Batch normalisation, one channel and one value at a time; updates the running statistics in training."""
-    x = batchnorm._check(x, running_mean, running_var, weight, bias, training, eps)[0]
-    unbatched = x.ndim == 3
-    x4 = x[None] if unbatched else x
+    x4 = batchnorm._check(x, running_mean, running_var, weight, bias, training, eps)[0]
     y = np.zeros(x4.shape, dtype=np.float64)
     for ch in range(x4.shape[1]):
         at = _channel_values(x4, ch)
@@ -340,8 +338,7 @@ def batch_norm2d(
                 running_mean[ch] = (1 - momentum) * running_mean[ch] + momentum * mean
             if running_var is not None:
                 running_var[ch] = (1 - momentum) * running_var[ch] + momentum * var * m / (m - 1)
-    y = y.astype(x.dtype)
-    return y[0] if unbatched else y
+    return y.astype(x4.dtype)
 
 
 def batch_norm2d_grad(
@@ -349,10 +346,8 @@ def batch_norm2d_grad(
     weight: Array | None = None, training: bool = False, eps: float = 1e-5,
 ) -> tuple[Array, Array, Array]:
     """dL/dx, dL/dgamma, dL/dbeta by the chain rule in stages: through x_hat, then the variance, then the mean."""
-    x = batchnorm._check(x, running_mean, running_var, weight, None, training, eps)[0]
-    g = check_like(grad_out, "grad_out", x.shape, x.dtype, "the shape of x")
-    unbatched = x.ndim == 3
-    x4, g4 = (x[None], g[None]) if unbatched else (x, g)
+    x4 = batchnorm._check(x, running_mean, running_var, weight, None, training, eps)[0]
+    g4 = check_like(grad_out, "grad_out", x4.shape, x4.dtype, "the shape of x")
     C = x4.shape[1]
     grad_x = np.zeros(x4.shape, dtype=np.float64)
     grad_gamma, grad_beta = np.zeros(C), np.zeros(C)
@@ -382,5 +377,4 @@ def batch_norm2d_grad(
         # each x reaches the loss directly, through var (d var / dx = 2 (x - mean) / m) and through mean (1 / m)
         for k in at:
             grad_x[k] = grad_x_hat[k] / sigma + grad_var * 2 * (float(x4[k]) - mean) / m + grad_mean / m
-    grads = grad_x.astype(x.dtype), grad_gamma.astype(x.dtype), grad_beta.astype(x.dtype)
-    return (grads[0][0] if unbatched else grads[0]), grads[1], grads[2]
+    return grad_x.astype(x4.dtype), grad_gamma.astype(x4.dtype), grad_beta.astype(x4.dtype)

@@ -11,7 +11,7 @@ A pooling window slides over each channel like a convolution's kernel, but it ha
   ``1 / (KH * KW)``, with stride = kernel size; with padding the divisor follows PyTorch's
   ``count_include_pad`` and ``ceil_mode`` rules (see :func:`avg_pool2d`).
 - **global average pooling** is average pooling whose window is the whole image.
-- **ReLU** passes the gradient where its input was positive and blocks it elsewhere, at 0 included.
+- **ReLU** blocks the gradient where its input was negative or 0 and passes it elsewhere.
 
 Every function takes a batch ``(N, C, H, W)`` or one image ``(C, H, W)``, like ``torch.nn.functional``.
 The loops of :mod:`convlib.loops` compute the same things one element at a time.
@@ -260,7 +260,10 @@ def relu(x: Array) -> Array:
 
 
 def relu_grad(x: Array, grad_out: Array) -> Array:
-    """dL/dx of :func:`relu`: ``grad_out`` where ``x > 0``, 0 elsewhere (at ``x = 0`` too, as PyTorch does)."""
+    """dL/dx of :func:`relu`: 0 where ``x <= 0`` (at ``x = 0`` too), ``grad_out`` elsewhere, as PyTorch does.
+
+    PyTorch's test is ``x <= 0``, not ``x > 0``: they differ at NaN, where the gradient passes.
+    """
     x = check_array(x, "x")
     g = check_like(grad_out, "grad_out", x.shape, x.dtype, "the shape of x")
-    return np.where(x > 0, g, 0).astype(x.dtype, copy=False)
+    return np.where(x <= 0, 0, g).astype(x.dtype, copy=False)
