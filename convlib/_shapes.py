@@ -386,7 +386,7 @@ def pool_geometry(
     shape: Sequence[int], kernel_size: object, stride: object, padding: object, dilation: object, ceil_mode: object,
     name: str = "x",
 ) -> PoolGeometry:
-    """Check a pooling layer's settings against an (N, C, H, W) shape; ``stride=None`` means the kernel size."""
+    """Check a pooling layer's settings against an (N, C, H_in, W_in) shape; ``stride=None`` means the kernel size."""
     N, C, H, W = shape
     kernel = as_pair(kernel_size, "kernel_size", 1)
     s = kernel if stride is None else as_pair(stride, "stride", 1)
@@ -416,10 +416,10 @@ def pool_geometry(
 
 
 def check_images(x: object, name: str = "x") -> np.ndarray:
-    """Check a batch of images (N, C, H, W) or one image (C, H, W), as pooling and batch norm take them."""
+    """Check a batch of images (N, C, H_in, W_in) or one image (C, H_in, W_in), as pooling and batch norm take them."""
     x = check_array(x, name)
     if x.ndim not in (3, 4):
-        raise ValueError(f"{name} must have 4 axes (N, C, H, W) or 3 (C, H, W), got shape {x.shape}")
+        raise ValueError(f"{name} must have 4 axes (N, C, H_in, W_in) or 3 (C, H_in, W_in), got shape {x.shape}")
     return x
 
 
@@ -444,10 +444,12 @@ def as_divisor(divisor_override: object) -> int | None:
 
 
 def as_image_shape(input_shape: object) -> tuple[tuple[int, int, int, int], bool]:
-    """``input_shape`` (N, C, H, W) or (C, H, W) as four ints, and whether it was one image (C, H, W)."""
+    """``input_shape`` (N, C, H_in, W_in) or (C, H_in, W_in) as four ints, and whether it was one image."""
     items = tuple(input_shape) if isinstance(input_shape, Iterable) else ()
     if len(items) == 3:
         return (1, *as_shape(items, "input_shape", 3)), True  # type: ignore[return-value]
     if len(items) != 4:
-        raise TypeError(f"input_shape must be a sequence of 4 ints (N, C, H, W) or 3 (C, H, W), got {input_shape!r}")
+        raise TypeError(
+            f"input_shape must be a sequence of 4 ints (N, C, H_in, W_in) or 3 (C, H_in, W_in), got {input_shape!r}"
+        )
     return as_shape(items, "input_shape"), False  # type: ignore[return-value]

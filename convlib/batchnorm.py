@@ -41,9 +41,9 @@ def _check(
     x: object, running_mean: object, running_var: object, weight: object, bias: object, training: object,
     eps: object,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The checks of :func:`batch_norm2d` and its gradient: x (N, C, H, W), vectors (C,).
+    """The checks of :func:`batch_norm2d` and its gradient: x (N, C, H_in, W_in), vectors (C,).
 
-    One image (C, H, W) is refused, as ``nn.BatchNorm2d`` refuses it: add the batch axis, ``x[None]``.
+    One image (C, H_in, W_in) is refused, as ``nn.BatchNorm2d`` refuses it: add the batch axis, ``x[None]``.
     """
     x = check_array(x, "x", "NCHW")
     C = x.shape[1]

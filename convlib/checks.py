@@ -47,6 +47,9 @@ __all__ = [
     "check_grad_weight",
     "check_grad_input",
     "check_grad_bias",
+    "check_max_pool_grad",
+    "check_avg_pool_grad",
+    "check_batch_norm_grad",
     "likely_mistake",
     "mistake_code",
     "mistakes_in",
@@ -359,3 +362,137 @@ def check_grad_bias(func: Callable, grad_out: Array) -> None:
     compare(f"conv2d_grad_bias(grad_out of shape {grad_out.shape})", received, expected,
             hints=hints if n > 1 else hints[3:],
             advice=["dL/db[o] is the sum of grad_out[:, o] over the batch and all positions: shape (C_out,)"])
+
+
+# --- chapter 10: pooling and batch normalisation ------------------------------------------------------
+
+def _torch_grad_of(layer: Callable, x: Array, grad_out: Array) -> np.ndarray:
+    """dL/dx of ``layer(x)`` by PyTorch autograd in float64, for the upstream gradient ``grad_out``."""
+    import torch
+
+    xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+    layer(xt).backward(torch.tensor(np.asarray(grad_out, dtype=np.float64)))
+    return xt.grad.numpy()
+
+
+def _window_sizes(kernel_size: int, stride: int | None) -> str:
+    return f"kernel_size={kernel_size}, stride={kernel_size if stride is None else stride}"
+
+
+def _to_every_maximum(x: np.ndarray, grad_out: np.ndarray, k: int, s: int) -> np.ndarray:
+    """The wrong answer that gives each window's gradient to every pixel equal to its maximum (plain loops)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    for n, c, i, j in np.ndindex(*grad_out.shape):
+        window = x[n, c, i * s:i * s + k, j * s:j * s + k]
+        grad[n, c, i * s:i * s + k, j * s:j * s + k] += np.where(window == window.max(), grad_out[n, c, i, j], 0)
+    return grad
+
+
+def check_max_pool_grad(func: Callable, x: Array, grad_out: Array, kernel_size: int, stride: int | None = None) -> None:
+    """Check ``func(x, grad_out, kernel_size, stride)``, dL/dx of max pooling, against PyTorch autograd."""
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
+    import torch.nn.functional as F
+
+    x, grad_out = np.asarray(x), np.asarray(grad_out)
+    s = kernel_size if stride is None else stride
+    received = call_own_code(func, x, grad_out, kernel_size, stride)
+    expected = _torch_grad_of(lambda t: F.max_pool2d(t, kernel_size, s), x, grad_out)
+    spread = _torch_grad_of(lambda t: F.avg_pool2d(t, kernel_size, s), x, grad_out)
+    hints = [("every pixel of the window gets the gradient: only the window's maximum (its arg-max) does",
+              spread * kernel_size ** 2),
+             ("the gradient is spread evenly over the window, as average pooling does: only the maximum gets it",
+              spread),
+             ("a tie gives the gradient to every pixel equal to the maximum: PyTorch gives it to the first "
+              "maximum in row-major order only", _to_every_maximum(x, grad_out, kernel_size, s))]
+    advice = ["the gradient of a window goes to one pixel, the first maximum met row by row (np.argmax finds it)"]
+    if s < kernel_size:
+        advice.append("windows overlap (stride < kernel_size): a pixel that is the maximum of several windows "
+                      "collects the gradient of each: accumulate with +=")
+    compare(f"max_pool2d_backward(x of shape {x.shape}, grad_out of shape {grad_out.shape}, "
+            f"{_window_sizes(kernel_size, stride)})", received, expected, hints=hints, advice=advice)
+
+
+def check_avg_pool_grad(func: Callable, input_shape: tuple[int, ...], grad_out: Array, kernel_size: int,
+                        stride: int | None = None) -> None:
+    """Check ``func(input_shape, grad_out, kernel_size, stride)``, dL/dx of average pooling, against PyTorch."""
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
+    import torch.nn.functional as F
+
+    grad_out = np.asarray(grad_out)
+    s = kernel_size if stride is None else stride
+    received = call_own_code(func, tuple(input_shape), grad_out, kernel_size, stride)
+    expected = _torch_grad_of(lambda t: F.avg_pool2d(t, kernel_size, s), np.zeros(input_shape), grad_out)
+    hints = [("not divided by the window's size: each of its KH * KW pixels gets grad_out / (KH * KW)",
+              expected * kernel_size ** 2),
+             ("divided by the window's size twice", expected / kernel_size ** 2)]
+    advice = ["each pixel of a window gets that window's grad_out / (kernel_size * kernel_size)"]
+    if s < kernel_size:
+        advice.append("windows overlap (stride < kernel_size): a pixel in several windows collects a share from "
+                      "each: accumulate with +=")
+    compare(f"avg_pool2d_backward(input_shape={tuple(input_shape)}, grad_out of shape {grad_out.shape}, "
+            f"{_window_sizes(kernel_size, stride)})", received, expected, hints=hints, advice=advice)
+
+
+def _torch_batch_norm(x: Array, grad_out: Array, gamma: Array, running_mean: Array, running_var: Array,
+                      training: bool, eps: float, cut: str | None = None) -> tuple[np.ndarray, ...]:
+    """(dL/dx, dL/dgamma, dL/dbeta) of spatial batch norm by PyTorch autograd, float64.
+
+    ``cut`` builds a known wrong answer: "mean", "var" or "both" treats that batch statistic as a
+    constant (detached), "eval" normalises with the running statistics although training is True.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    xt, gt = (torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True) for a in (x, gamma))
+    bt = torch.zeros_like(gt, requires_grad=True)
+    rm, rv = (torch.tensor(np.asarray(a, dtype=np.float64)) for a in (running_mean, running_var))
+    if cut is None or cut == "eval":
+        out = F.batch_norm(xt, rm, rv, gt, bt, training and cut is None, 0.0, eps)
+    else:
+        mean = xt.mean(dim=(0, 2, 3), keepdim=True)
+        var = ((xt - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        mean = mean.detach() if cut in ("mean", "both") else mean
+        var = var.detach() if cut in ("var", "both") else var
+        out = (xt - mean) / torch.sqrt(var + eps) * gt.reshape(1, -1, 1, 1) + bt.reshape(1, -1, 1, 1)
+    out.backward(torch.tensor(np.asarray(grad_out, dtype=np.float64)))
+    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
+
+
+def check_batch_norm_grad(func: Callable, x: Array, grad_out: Array, gamma: Array, running_mean: Array,
+                          running_var: Array, training: bool, eps: float = 1e-5) -> None:
+    """Check ``func(x, grad_out, gamma, running_mean, running_var, training, eps)`` -> (dL/dx, dL/dgamma, dL/dbeta)."""
+    __tracebackhide__ = True  # IPython shows the learner's frames, not this checker's
+    x, grad_out, gamma = np.asarray(x), np.asarray(grad_out), np.asarray(gamma)
+    args = (x, grad_out, gamma, running_mean, running_var, training, eps)
+    received = call_own_code(func, *args)
+    mode = "training" if training else "evaluation"
+    call = (f"batch_norm_backward(x of shape {x.shape}, grad_out, gamma, running_mean, running_var, "
+            f"training={training}, eps={eps})")
+    if not isinstance(received, tuple) or len(received) != 3:
+        raise AssertionError(f"{call} should return a tuple (grad_x, grad_gamma, grad_beta), "
+                             f"got {type(received).__name__}")
+    expected = _torch_batch_norm(*args)
+    hints_x = []
+    if training:
+        hints_x = [("the mean's path is missing: the batch mean depends on x too; its path subtracts "
+                    "mean(dL/dx_hat) from every element", _torch_batch_norm(*args, cut="mean")[0]),
+                   ("the variance's path is missing: the batch variance depends on x too; its path subtracts "
+                    "x_hat * mean(dL/dx_hat * x_hat)", _torch_batch_norm(*args, cut="var")[0]),
+                   ("both statistics are treated as constants: in training both depend on x",
+                    _torch_batch_norm(*args, cut="both")[0]),
+                   ("the running statistics are used in training: in training, batch norm normalises with the "
+                    "batch's own mean and variance (the running ones are for evaluation)",
+                    _torch_batch_norm(*args, cut="eval")[0])]
+    else:
+        hints_x = [("the batch's statistics are used in evaluation: in evaluation, batch norm normalises with the "
+                    "running mean and variance, constants whose gradient is 0",
+                    _torch_batch_norm(x, grad_out, gamma, running_mean, running_var, True, eps)[0])]
+    compare(f"dL/dx of {call}", received[0], expected[0], hints=hints_x,
+            advice=[f"in {mode}, dL/dx = gamma / sigma * (...): check chapter 10's derivation step by step"])
+    x_hat_unnormalised = (grad_out * x).sum(axis=(0, 2, 3))
+    compare(f"dL/dgamma of {call}", received[1], expected[1],
+            hints=[("dL/dgamma sums grad_out * x: it sums grad_out * x_hat, the normalised input",
+                    x_hat_unnormalised)],
+            advice=["dL/dgamma[c] sums grad_out * x_hat over the batch and the image, shape (C,)"])
+    compare(f"dL/dbeta of {call}", received[2], expected[2],
+            advice=["dL/dbeta[c] sums grad_out over the batch and the image, shape (C,)"])

@@ -224,7 +224,7 @@ def max_pool2d(
     x: Array, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0, dilation: IntPair = 1,
     ceil_mode: bool = False, return_indices: bool = False,
 ) -> Array | tuple[Array, np.ndarray]:
-    """The largest value of each window; with ``return_indices``, where it is (``row * W + col``)."""
+    """The largest value of each window; with ``return_indices``, where it is (``row * W_in + col``)."""
     x4, unbatched, geo = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode)
     out = np.zeros(geo.out_shape, dtype=x4.dtype)
     index = np.zeros(geo.out_shape, dtype=np.int64)
@@ -308,7 +308,7 @@ def avg_pool2d_grad(
 
 
 def _channel_values(x: np.ndarray, ch: int) -> list[tuple[int, ...]]:
-    """Every index of channel ``ch`` in ``x`` (N, C, H, W): the m values its statistics run over."""
+    """Every index of channel ``ch`` in ``x`` (N, C, H_in, W_in): the m values its statistics run over."""
     N, _, H, W = x.shape
     return [(n, ch, r, c) for n in range(N) for r in range(H) for c in range(W)]
 

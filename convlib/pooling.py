@@ -13,7 +13,7 @@ A pooling window slides over each channel like a convolution's kernel, but it ha
 - **global average pooling** is average pooling whose window is the whole image.
 - **ReLU** blocks the gradient where its input was negative or 0 and passes it elsewhere.
 
-Every function takes a batch ``(N, C, H, W)`` or one image ``(C, H, W)``, like ``torch.nn.functional``.
+Every function takes a batch ``(N, C, H_in, W_in)`` or one image ``(C, H_in, W_in)``, like ``torch.nn.functional``.
 The loops of :mod:`convlib.loops` compute the same things one element at a time.
 """
 
@@ -97,7 +97,7 @@ def max_pool2d(
     """The largest value of each window, as ``torch.nn.functional.max_pool2d``.
 
     Padding is ``-inf``, so it never wins. With ``return_indices=True`` also returns where each maximum
-    sits, as a flat index ``row * W + col`` into its channel of ``x`` (PyTorch's convention).
+    sits, as a flat index ``row * W_in + col`` into its channel of ``x`` (PyTorch's convention).
 
     >>> x = np.array([[[[1., 2.], [4., 3.]]]])
     >>> max_pool2d(x, 2, return_indices=True)
