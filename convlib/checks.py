@@ -484,9 +484,10 @@ def check_batch_norm_grad(func: Callable, x: Array, grad_out: Array, gamma: Arra
                     "batch's own mean and variance (the running ones are for evaluation)",
                     _torch_batch_norm(*args, cut="eval")[0])]
     else:
-        hints_x = [("the batch's statistics are used in evaluation: in evaluation, batch norm normalises with the "
-                    "running mean and variance, constants whose gradient is 0",
-                    _torch_batch_norm(x, grad_out, gamma, running_mean, running_var, True, eps)[0])]
+        wrong = ("the batch's statistics are used in evaluation: in evaluation, batch norm normalises with the "
+                 "running mean and variance, constants whose gradient is 0")
+        batch = (x, grad_out, gamma, running_mean, running_var, True, eps)
+        hints_x = [(wrong, _torch_batch_norm(*batch, cut="both")[0]), (wrong, _torch_batch_norm(*batch)[0])]
     compare(f"dL/dx of {call}", received[0], expected[0], hints=hints_x,
             advice=[f"in {mode}, dL/dx = gamma / sigma * (...): check chapter 10's derivation step by step"])
     x_hat_unnormalised = (grad_out * x).sum(axis=(0, 2, 3))
