@@ -12,19 +12,29 @@ it, or the attribute path of a tensor that should have been a parameter):
 ===================== ==========================================================
 ``not_registered``    a trainable tensor held where ``parameters()`` cannot see it
 ``frozen``            ``requires_grad`` is False
-``unused``            the forward never uses it, or its result never reaches the loss
+``unused``            the forward pass never uses it
+``not_in_loss``       the forward pass uses it, but what it computes never reaches the loss
+                      (dropped inside forward, or in an output the loss ignores)
 ``detached``          ``.detach()``, ``.data``, ``.item()``, a NumPy round trip or
                       ``torch.tensor(t)`` cut its path to the loss
 ``no_grad``           it was used under ``torch.no_grad()`` or ``inference_mode()``
 ``non_differentiable`` a comparison, ``argmax`` or integer cast cut the path, or a
                       step (``round``, ``floor``, ``sign``) passed zero everywhere
-``nonfinite``         the gradient holds NaN or inf
+``reentrant_checkpoint`` it runs inside ``torch.utils.checkpoint`` with ``use_reentrant=True``
+                      and no input of the checkpoint requires a gradient
+``nonfinite``         the gradient holds NaN or inf (also behind a ``torch.where``)
 ``zero``              the gradient exists but is exactly zero (dead ReLU, saturation)
+``underflow``         zero in float16 (or bfloat16) but not in float64: too small to represent
 ``bad_backward``      the gradient disagrees with finite differences (a wrong custom
                       ``backward``, or a statistic of the parameters cut off one of
                       two paths), or a custom ``backward`` returned none, too few or
                       misshapen gradients
 ===================== ==========================================================
+
+A trainable tensor that is not registered and not a leaf either (``.double()`` or
+``.to(...)`` after ``requires_grad``) is ``not_registered``, with that as evidence.
+``eval()`` changes nothing here: gradients flow in evaluation mode, and the model
+is checked in the mode it is in.
 
 >>> import torch
 >>> torch.manual_seed(0) and None
@@ -57,7 +67,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._graph import backward_nodes
+from ._graph import backward_nodes, next_nodes, walk
 
 __all__ = ["diagnose", "Diagnosis", "CAUSES"]
 
@@ -75,8 +85,12 @@ CAUSES: dict[str, tuple[str, str]] = {
         "requires_grad is False, so autograd never computes its gradient (left over from fine-tuning?)",
         "param.requires_grad_(True), and give it to the optimizer"),
     "unused": (
-        "the forward pass never uses it, or what it computes never reaches the loss, so its .grad stays None",
-        "use it in forward, or delete it if the branch is dead"),
+        "the forward pass never uses it, so its .grad stays None",
+        "use it in forward, or delete it if the layer is dead"),
+    "not_in_loss": (
+        "the forward pass uses it, but what it computes never reaches the loss (it is dropped inside forward, or "
+        "it goes to an output that the loss ignores), so its .grad stays None",
+        "put that result into the loss (an auxiliary output needs its own term), or stop computing it"),
     "detached": (
         "its path to the loss is cut by an operation that leaves autograd's graph",
         "compute with torch operations on the tensor itself: no .detach(), .data, .item() or NumPy round trip "
@@ -89,13 +103,24 @@ CAUSES: dict[str, tuple[str, str]] = {
         "its path runs through an operation without a useful derivative",
         "replace the step by a smooth function (sigmoid, softplus) or a straight-through estimator "
         "y = x + (step(x) - x).detach()"),
+    "reentrant_checkpoint": (
+        "it is used inside torch.utils.checkpoint with use_reentrant=True, and none of the checkpoint's inputs "
+        "requires a gradient: the block runs without recording, so its output is off the graph",
+        "pass use_reentrant=False (PyTorch's recommended mode), or give the checkpoint an input that requires "
+        "a gradient"),
     "nonfinite": (
         "its gradient contains NaN or inf",
         "keep the operation away from its singular point: clamp before log or sqrt (x.clamp_min(eps)), add eps "
-        "to denominators, and watch for overflow (use logsumexp-style formulas)"),
+        "to denominators, and watch for overflow (use logsumexp-style formulas); behind torch.where, make the "
+        "branch it drops safe too: torch.where(ok, f(torch.where(ok, x, safe_value)), other)"),
     "zero": (
         "a gradient arrives but is exactly zero: every unit on its path is inactive (a dead ReLU) or saturated",
         "check the initialisation and the scale of the inputs, lower the learning rate, or use LeakyReLU"),
+    "underflow": (
+        "its gradient is exactly zero in float16 (or bfloat16) but not in float64: the gradients on its path are "
+        "smaller than the smallest number the low precision holds, and round to zero",
+        "scale the loss up before backward and the gradients down after it: torch.amp.GradScaler does both, and "
+        "skips the steps whose scaled gradients overflow; or run this part in float32"),
     "bad_backward": (
         "the gradient autograd returns disagrees with finite differences (float64, several random directions), "
         "or a custom backward returned None, too few or misshapen gradients: a custom backward on its path is wrong, "
@@ -118,6 +143,9 @@ _ZERO_DERIVATIVE = {"round", "floor", "ceil", "trunc", "fix", "sign", "sgn"}
 _COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!=", "greater": ">",
                 "less": "<", "greater_equal": ">=", "less_equal": "<=", "not_equal": "!=", "equal": "=="}
 _FUNCTION_FILE = os.path.join("autograd", "function.py")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+# torch.utils.checkpoint's Function in reentrant mode: its forward runs the block with gradients off
+_REENTRANT_CHECKPOINT = "CheckpointFunction"
 
 
 @dataclass
@@ -212,9 +240,12 @@ def _tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
 
 @dataclass
 class _Event:
-    kind: str  # "use", "no_grad", "detached", "non_differentiable", "zero_derivative", "custom", "nonfinite"
+    # "use", "no_grad", "detached", "non_differentiable", "zero_derivative", "custom", "checkpoint", "nonfinite",
+    # "masked" (torch.where hid a NaN or inf), "low_precision" (a float16 or bfloat16 result)
+    kind: str
     op: str
     names: frozenset
+    dtype: str = ""  # for "low_precision": the dtype of the result
 
 
 def _op_name(func: Callable) -> str:
@@ -224,13 +255,16 @@ def _op_name(func: Callable) -> str:
     return name.strip("_") if name.startswith("__") and name.strip("_") in _COMPARISONS else name
 
 
-def _custom_function() -> str | None:
-    """The custom autograd.Function whose forward is running, if any (its ops are not the model's own)."""
+def _custom_function() -> tuple[str, bool] | None:
+    """The custom autograd.Function whose forward is running, if any (its ops are not the model's own), and
+    whether any tensor passed to its ``apply`` requires a gradient."""
     frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_name == "apply" and frame.f_code.co_filename.endswith(_FUNCTION_FILE):
             cls = frame.f_locals.get("cls")
-            return getattr(cls, "__name__", "a custom Function")
+            args = frame.f_locals.get("args", ())
+            return (getattr(cls, "__name__", "a custom Function"),
+                    any(t.requires_grad for t in _tensors(args)))
         frame = frame.f_back
     return None
 
@@ -260,7 +294,11 @@ class _Tracer(TorchFunctionMode):
             self.taint[id(t)] = self.taint.get(id(t), frozenset()) | names
             self.keep.append(t)
         if custom is not None:
-            self.events.append(_Event("custom", custom, names))
+            function, inputs_need_grad = custom
+            if function == _REENTRANT_CHECKPOINT and not inputs_need_grad:
+                self.events.append(_Event("checkpoint", function, names))
+            else:
+                self.events.append(_Event("custom", function, names))
             return out
         trainable = any(t.requires_grad for t in inputs if id(t) in self.taint)
         self.events.append(_Event("use", op, names))
@@ -273,9 +311,14 @@ class _Tracer(TorchFunctionMode):
                 self.events.append(_Event("non_differentiable", op, names))
         elif trainable and op in _ZERO_DERIVATIVE:
             self.events.append(_Event("zero_derivative", op, names))
+        low = next((t.dtype for t in outputs if t.dtype in _LOW_PRECISION), None)
+        if low is not None:
+            self.events.append(_Event("low_precision", op, names, str(low).removeprefix("torch.")))
         if outputs and all(torch.isfinite(t).all() for t in inputs if t.is_floating_point()):
             if any(t.is_floating_point() and not torch.isfinite(t).all() for t in outputs):
                 self.events.append(_Event("nonfinite", op, names))
+        elif op == "where" and outputs and all(torch.isfinite(t).all() for t in outputs if t.is_floating_point()):
+            self.events.append(_Event("masked", op, names))
         return out
 
 
@@ -340,6 +383,59 @@ def _first_nonfinite_node(loss: torch.Tensor, targets: list[torch.Tensor]) -> st
         for h in handles:
             h.remove()
     return culprit[0] if culprit else None
+
+
+def _gradients(loss: torch.Tensor, targets: list[torch.Tensor],
+               reentrant: bool) -> tuple[torch.Tensor | None, ...]:
+    """``torch.autograd.grad(loss, targets)``, keeping the graph; through ``backward()`` for a reentrant checkpoint.
+
+    A checkpoint in reentrant mode runs a backward pass of its own inside the outer one, which writes into
+    ``.grad`` and which ``torch.autograd.grad`` does not see (the parameters inside come back None). With one
+    on the path (``reentrant``), the gradients are read from ``.grad`` after ``loss.backward()``, and each
+    target gets its ``.grad`` back as it was.
+    """
+    if not reentrant:
+        return torch.autograd.grad(loss, targets, allow_unused=True, retain_graph=True)
+    saved = [t.grad if t.is_leaf else None for t in targets]
+    try:
+        for t in targets:
+            if t.is_leaf:
+                t.grad = None
+        loss.backward(retain_graph=True)
+        return tuple(t.grad if t.is_leaf else None for t in targets)
+    finally:
+        for t, grad in zip(targets, saved):
+            if t.is_leaf:
+                t.grad = grad
+
+
+def _reached_leaves(tensors: list[torch.Tensor]) -> set[int]:
+    """The ids of the leaves that the backward graphs of ``tensors`` reach (a leaf among them counts too)."""
+    roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    leaves = {id(t) for t in tensors if t.grad_fn is None and t.requires_grad}
+    for node in walk(roots, next_nodes):
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            leaves.add(id(variable))
+    return leaves
+
+
+def _float64_grads(model: nn.Module, inputs: tuple, loss_fn: LossFn, names: list[str]) -> dict[str, torch.Tensor]:
+    """The gradients of the named parameters with the model and its inputs in float64 (those that exist)."""
+    m64 = _copy(model)
+    if m64 is None:
+        return {}
+    m64 = m64.to(torch.float64)
+    x64 = tuple(t.detach().to(torch.float64) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+                for t in inputs)
+    params = dict(m64.named_parameters())
+    targets = [n for n in names if n in params and params[n].requires_grad]
+    if not targets:
+        return {}
+    with _same_rng():
+        loss = _loss(m64(*x64), loss_fn)
+    grads = torch.autograd.grad(loss, [params[n] for n in targets], allow_unused=True)
+    return {n: g for n, g in zip(targets, grads) if g is not None}
 
 
 def _copy(model: nn.Module) -> nn.Module | None:
@@ -483,11 +579,15 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn: LossFn, check_values: bo
     # forward pass (and the loss), watched
     tracer = _Tracer(watched)
     loss = None
+    outputs: list[torch.Tensor] = []
     try:
         with _same_rng(), tracer:
-            loss = _loss(model(*inputs), loss_fn)
+            output = model(*inputs)
+            outputs = list(_tensors(output))
+            loss = _loss(output, loss_fn)
         if loss.numel() != 1:
-            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+            raise ValueError(f"loss_fn must return a scalar, as backward() needs one (sum or average a loss "
+                             f"computed with reduction='none'), got shape {tuple(loss.shape)}")
     except Exception as error:
         report.error = f"{type(error).__name__}: {error}"
         loss = None
@@ -506,7 +606,8 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn: LossFn, check_values: bo
     grads: dict[str, torch.Tensor | None] = {}
     if loss is not None and loss.requires_grad and targets:
         try:
-            values = torch.autograd.grad(loss, list(targets.values()), allow_unused=True, retain_graph=True)
+            reentrant = any(e.op == _REENTRANT_CHECKPOINT for e in tracer.events)
+            values = _gradients(loss, list(targets.values()), reentrant)
             grads = dict(zip(targets, values))
         except RuntimeError as error:
             report.error = f"RuntimeError: {error}"
@@ -520,14 +621,36 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn: LossFn, check_values: bo
         grads = {name: None for name in targets}
 
     nonfinite_node = None
+    in_outputs: set[int] | None = None  # the leaves that the model's outputs reach, found when first needed
+    float64_grads: dict[str, torch.Tensor] | None = None
+
+    def nonzero_in_float64(name: str) -> bool:
+        nonlocal float64_grads
+        if float64_grads is None:
+            try:
+                float64_grads = _float64_grads(model, inputs, loss_fn, list(params))
+            except Exception:  # a model that cannot run in float64: no verdict of underflow
+                float64_grads = {}
+        grad = float64_grads.get(name)
+        return grad is not None and bool(torch.any(grad != 0))
+
     for name in watched:
         if name in report.problems and report.problems[name] != "not_registered":
             continue
         grad = grads.get(name)
         cut = first(name, "no_grad") or first(name, "detached") or first(name, "non_differentiable")
         if name in report.problems:  # not_registered: also say what else is wrong, as evidence
+            tensor = watched[name]
+            evidence = []
+            if not tensor.is_leaf and tensor.grad_fn is not None:
+                made_by = type(tensor.grad_fn).__name__
+                how = "a cast or a move (`.double()`, `.to(...)`)" if made_by.startswith("ToCopy") else "an operation"
+                evidence.append(f"not a leaf either: {how} after requires_grad made it ({made_by}), so even its "
+                                f"own .grad stays None and an optimizer refuses it")
             if cut:
-                report.details[name] = "and " + _describe(cut)
+                evidence.append(("and " if not evidence else "") + _describe(cut))
+            if evidence:
+                report.details[name] = "; and ".join(evidence)
             continue
         if name not in grads:
             if name in targets and report.error:
@@ -542,17 +665,29 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn: LossFn, check_values: bo
             if cut:
                 report.problems[name] = cut.kind
                 report.details[name] = _describe(cut)
+            elif first(name, "checkpoint") is not None:
+                report.problems[name] = "reentrant_checkpoint"
             elif (custom_fn := first(name, "custom")) is not None:
                 report.problems[name] = "bad_backward"
                 report.details[name] = f"the backward of {custom_fn.op} returned None for it"
+            elif events[name]:
+                report.problems[name] = "not_in_loss"
+                if in_outputs is None:
+                    in_outputs = _reached_leaves(outputs)
+                report.details[name] = ("it reaches an output of the model that the loss does not use"
+                                        if id(watched[name]) in in_outputs else
+                                        "what it computes is dropped inside forward")
             else:
                 report.problems[name] = "unused"
-                if events[name]:
-                    report.details[name] = "it is used, but what it computes never reaches the loss"
             continue
         if not torch.isfinite(grad).all():
             report.problems[name] = "nonfinite"
             produced = first(name, "nonfinite")
+            if produced and first(name, "masked"):  # hidden by torch.where, and still NaN going backwards
+                report.details[name] = (f"`{produced.op}` returned inf or NaN in the forward pass and `torch.where` "
+                                        f"dropped it; the dropped branch's backward still turns its zero gradient "
+                                        f"into NaN")
+                continue
             if produced:  # the forward pass already overflowed or divided by zero
                 report.details[name] = f"`{produced.op}` returned inf or NaN in the forward pass"
                 continue
@@ -564,6 +699,11 @@ def _diagnose(model: nn.Module, inputs: tuple, loss_fn: LossFn, check_values: bo
                                         f"inf or NaN")
             continue
         if not torch.any(grad != 0):
+            low = first(name, "low_precision")
+            if low is not None and nonzero_in_float64(name):
+                report.problems[name] = "underflow"
+                report.details[name] = f"`{low.op}` returned {low.dtype} on its path; in float64 it is not zero"
+                continue
             step = first(name, "zero_derivative")
             report.problems[name] = "non_differentiable" if step else "zero"
             report.details[name] = _describe(step) if step else "every unit on its path passes zero gradient"

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 import convlib
 from convlib.diagnosis import CAUSES, Diagnosis, diagnose
@@ -151,7 +152,7 @@ class SignActivation(ConvPair):  # 5: sign, the same
         return self.second(torch.sign(self.first(x)))
 
 
-class UnusedBranch(ConvPair):  # 7: computed, never reaches the output
+class UnusedBranch(ConvPair):  # 7: used in forward, its result dropped there
     def __init__(self):
         super().__init__()
         self.side = nn.Conv2d(1, 2, 3)
@@ -294,6 +295,35 @@ class MeanUnderNoGrad(ConvPair):  # 4: a mean of the layer's own output taken of
         return self.second(torch.tanh(h - mean))
 
 
+class CastAfterRequiresGrad(ConvPair):  # 15: .double() after requires_grad makes a non-leaf copy
+    def __init__(self):
+        super().__init__()
+        self.kernel = torch.randn(1, 1, 3, 3, dtype=torch.float32, requires_grad=True).double()
+
+    def hidden(self, x):
+        return self.first(F.conv2d(x.double(), self.kernel, padding=1).to(x.dtype))
+
+
+class WhereSqrt(ConvPair):  # 17: torch.where drops sqrt's NaN in the forward pass, not in the backward pass
+    def hidden(self, x):
+        h = self.first(x)
+        return torch.where(h > 0, torch.sqrt(h), 0.0)
+
+
+class ReentrantCheckpoint(ConvPair):  # 19: use_reentrant=True, and the input needs no gradient
+    def hidden(self, x):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # PyTorch warns that no input requires grad (tested below)
+            return checkpoint(self.first, x, use_reentrant=True)
+
+
+class Float16Underflow(ConvPair):  # 20: autocast to float16, and a loss whose gradient is below float16's range
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = super().forward(x)
+        return out.to(x.dtype) * 2.0 ** -30  # dL/d(out) = 2^-30 rounds to 0 in float16
+
+
 FIRST = ("first.weight", "first.bias")
 CATALOGUE = {
     "plain-tensor-kernel": (PlainTensorKernel, {"kernel": "not_registered"}),
@@ -310,7 +340,7 @@ CATALOGUE = {
     "argmax": (ArgmaxPath, dict.fromkeys(FIRST, "non_differentiable")),
     "round": (RoundedActivation, dict.fromkeys(FIRST, "non_differentiable")),
     "sign": (SignActivation, dict.fromkeys(FIRST, "non_differentiable")),
-    "unused-branch": (UnusedBranch, {"side.weight": "unused", "side.bias": "unused"}),
+    "unused-branch": (UnusedBranch, {"side.weight": "not_in_loss", "side.bias": "not_in_loss"}),
     "never-called": (NeverCalled, {"spare.weight": "unused", "spare.bias": "unused"}),
     # the flip changes where the input gradient lands, not its sum, so first.bias is still right
     "custom-backward-flip-forgotten": (CustomConvPair, {"first.weight": "bad_backward"}),
@@ -328,6 +358,12 @@ CATALOGUE = {
     # inf flows on into the next layer: its weight gradient is not finite either
     "divide-by-zero": (DivideByZero, {"first.weight": "nonfinite", "first.bias": "nonfinite",
                                       "temperature": "nonfinite", "second.weight": "nonfinite"}),
+    "cast-after-requires-grad": (CastAfterRequiresGrad, {"kernel": "not_registered"}),
+    # the NaN stops at sqrt's input: second's weight sees the finite output of torch.where
+    "where-nan": (WhereSqrt, dict.fromkeys(FIRST, "nonfinite")),
+    "reentrant-checkpoint": (ReentrantCheckpoint, dict.fromkeys(FIRST, "reentrant_checkpoint")),
+    "float16-underflow": (Float16Underflow, {"first.weight": "underflow", "first.bias": "underflow",
+                                             "second.weight": "underflow", "second.bias": "underflow"}),
 }
 
 
@@ -347,10 +383,10 @@ def _symptom(name: str, model: nn.Module, x: torch.Tensor, expected: dict[str, s
     for param, code in expected.items():
         if code == "not_registered":
             assert param not in registered, f"{param} is registered"
-        elif code in ("frozen", "detached", "no_grad", "unused") or (
+        elif code in ("frozen", "detached", "no_grad", "unused", "not_in_loss", "reentrant_checkpoint") or (
                 code == "non_differentiable" and name in ("step-activation", "argmax", "integer-cast")):
             assert grads[param] is None, f"{param}.grad is {grads[param]}"
-        elif code in ("zero",) or (code == "non_differentiable"):
+        elif code in ("zero", "underflow") or (code == "non_differentiable"):
             assert grads[param] is not None and torch.count_nonzero(grads[param]) == 0, f"{param}: {grads[param]}"
         elif code == "nonfinite":
             assert not torch.isfinite(grads[param]).all(), f"{param}.grad is finite"
@@ -370,7 +406,9 @@ def test_diagnose_names_the_cause_of_each_catalogue_entry(name):
     torch.manual_seed(0)
     model = factory()
     x = _input_for(model)
-    _symptom(name, copy.deepcopy(model), x, expected)
+    torch.manual_seed(0)
+    twin = factory()  # a deep copy fails on a non-leaf attribute (cast-after-requires-grad)
+    _symptom(name, twin, x, expected)
     report = diagnose(model, x)
     assert report.problems == expected, str(report)
     text = str(report)
@@ -404,6 +442,108 @@ def test_diagnose_says_which_operation_cut_or_broke_the_path():
     assert "SqrtBackward0" in diagnose(SqrtAtZero(), batch()).details["first.weight"]
     assert "`div`" in diagnose(DivideByZero(), batch()).details["temperature"]
     assert "FlipForgotten" in diagnose(CustomConvPair(), batch().double()).details["first.weight"]
+    assert "`torch.where`" in diagnose(WhereSqrt(), batch()).details["first.weight"]
+    cast = diagnose(CastAfterRequiresGrad(), batch()).details["kernel"]
+    assert "not a leaf" in cast and "ToCopyBackward0" in cast
+
+
+def test_diagnose_tells_unused_from_used_but_not_in_the_loss():
+    # chapter 8, entry 7: never used; used and dropped inside forward; in an output the loss leaves out
+    class ThreeWays(ConvPair):
+        def __init__(self):
+            super().__init__()
+            self.spare = nn.Conv2d(1, 2, 3)  # never called
+            self.side = nn.Conv2d(1, 2, 3)   # called, result dropped
+            self.aux = nn.Conv2d(2, 1, 1)    # an auxiliary output
+
+        def forward(self, x):
+            h = self.first(x)
+            _ = self.side(x)
+            return self.second(h), self.aux(h)
+
+    torch.manual_seed(0)
+    model = ThreeWays()
+    main_only = lambda out: out[0].sum()  # noqa: E731
+    out = model(batch())
+    names = ["spare.weight", "side.weight", "aux.weight", "first.weight"]
+    grads = torch.autograd.grad(main_only(out), [dict(model.named_parameters())[n] for n in names],
+                                allow_unused=True)
+    assert [g is None for g in grads] == [True, True, True, False]
+    report = diagnose(model, batch(), loss_fn=main_only)
+    assert report.problems == {"spare.weight": "unused", "spare.bias": "unused", "side.weight": "not_in_loss",
+                               "side.bias": "not_in_loss", "aux.weight": "not_in_loss", "aux.bias": "not_in_loss"}
+    assert report.details["side.weight"] == "what it computes is dropped inside forward"
+    assert report.details["aux.weight"] == "it reaches an output of the model that the loss does not use"
+    assert "spare.weight" not in report.details
+    # with the auxiliary output in the loss (the default sums every output), aux is healthy
+    assert set(diagnose(model, batch()).problems) == {"spare.weight", "spare.bias", "side.weight", "side.bias"}
+
+
+def test_diagnose_reentrant_checkpoint_is_healthy_when_an_input_requires_grad():
+    # chapter 8, entry 19: the same block, with an input that requires a gradient or in non-reentrant mode
+    class Checkpointed(ConvPair):
+        def __init__(self, reentrant):
+            super().__init__()
+            self.reentrant = reentrant
+
+        def hidden(self, x):
+            return checkpoint(self.first, x, use_reentrant=self.reentrant)
+
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="None of the inputs have requires_grad=True"):
+        Checkpointed(reentrant=True)(batch())
+    model = Checkpointed(reentrant=True)
+    x = batch().requires_grad_()
+    expected = torch.autograd.grad(model.second(model.first(x)).sum(), list(model.parameters()))  # no checkpoint
+    model(x).sum().backward()
+    for p, want in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, want, rtol=1e-6, atol=1e-6)  # float32
+    assert diagnose(model, x).problems == {}
+    assert diagnose(Checkpointed(reentrant=False), batch()).problems == {}
+
+
+def test_diagnose_float16_underflow_is_not_zero_in_float64():
+    # chapter 8, entry 20: the float64 gradient, by autograd on an independent float64 copy, is not zero
+    torch.manual_seed(0)
+    model = Float16Underflow()
+    model64 = copy.deepcopy(model).double()
+    grads64 = torch.autograd.grad(model64(batch().double()).sum(), list(model64.parameters()))
+    assert all(torch.count_nonzero(g) > 0 for g in grads64)
+    report = diagnose(model, batch())
+    assert "`conv2d` returned float16" in report.details["first.weight"]
+    # a dead ReLU is zero in float64 too: still `zero`, under autocast as well
+    class DeadUnderAutocast(DeadReLU):
+        def forward(self, x):
+            with torch.autocast("cpu", dtype=torch.float16):
+                return super().forward(x).to(x.dtype)
+
+    torch.manual_seed(0)
+    assert diagnose(DeadUnderAutocast(), batch()).problems == {
+        "first.weight": "zero", "first.bias": "zero", "second.weight": "zero"}
+
+
+def test_diagnose_checks_a_model_in_eval_mode_with_gradients_on():
+    # chapter 8, entry 18: eval() does not switch gradients off, so diagnose finds the same causes
+    torch.manual_seed(0)
+    model = Detached().eval()
+    model.first.weight.requires_grad_(True)
+    out = model(batch())
+    assert out.requires_grad and out.grad_fn is not None
+    assert diagnose(model, batch()).problems == {"first.weight": "detached"}
+    healthy = SmallCNN().eval()
+    assert diagnose(healthy, batch()).ok
+    assert not any(m.training for m in model.modules()) and not any(m.training for m in healthy.modules())
+
+
+def test_diagnose_says_a_loss_must_be_a_scalar():
+    # chapter 8, entry 16: backward() needs one number
+    torch.manual_seed(0)
+    model = ConvPair()
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+        model(batch()).backward()
+    report = diagnose(model, batch(), loss_fn=lambda out: out)
+    assert report.error.startswith("ValueError: loss_fn must return a scalar") and not report.problems
+    assert set(report.undecided) == {"first.weight", "first.bias", "second.weight", "second.bias"}
 
 
 def test_diagnose_points_a_wrong_gradient_without_custom_function_to_a_cut_path():
@@ -568,8 +708,9 @@ def test_diagnosis_text_explains_each_cause():
     report = Diagnosis(problems={"w": "zero"}, details={"w": "a dead ReLU"}, checked=["w", "b"])
     text = str(report)
     assert "1 of 2 parameters" in text and "w: zero (a dead ReLU)" in text and "Healthy: b." in text
-    assert set(CAUSES) == {"not_registered", "frozen", "unused", "detached", "no_grad", "non_differentiable",
-                           "nonfinite", "zero", "bad_backward"}
+    assert set(CAUSES) == {"not_registered", "frozen", "unused", "not_in_loss", "detached", "no_grad",
+                           "non_differentiable", "reentrant_checkpoint", "nonfinite", "zero", "underflow",
+                           "bad_backward"}
 
 
 def test_convlib_diagnose_is_the_function_even_after_its_module_is_imported():
