@@ -10,8 +10,10 @@ ASSIGNMENT = "ps07-custom-function"
 
 _edit = edits(ASSIGNMENT)
 
-FUNCTION, MODULE = "answer-function", "answer-module"
+FUNCTION, MODULE, OPERATOR = "answer-function", "answer-module", "answer-operator"
 RETURN = "return grad_x, grad_w, grad_b, None, None"
+FAKE_OUTPUT = "return x.new_empty((N, C_out, H_out, W_out))"
+CALL_BACKWARD = "grad_x, grad_w, grad_b = conv2d_backward_op(grad_out, x, w, ctx.stride, ctx.padding)"
 
 MUTATIONS = {
     # --- parts A and B: Conv2dFunction
@@ -89,6 +91,40 @@ MUTATIONS = {
     # an operation after the Function: the output's node is no longer the Function's
     "module-output-not-from-function": _edit(MODULE, "self.bias, self.stride, self.padding)",
                                              "None, self.stride, self.padding) + self.bias[:, None, None]"),
+
+    # --- part E: the custom operator
+    # the fake output shaped like the input, as if the convolution kept the size
+    "fake-input-shape": _edit(OPERATOR, FAKE_OUTPUT, "return torch.empty_like(x)"),
+    # the fake computed by running the real NumPy code: fake tensors have no data for .numpy()
+    "fake-runs-numpy": _edit(OPERATOR, FAKE_OUTPUT, "return torch.from_numpy(convlib.conv2d(x.numpy(), w.numpy(), "
+                                                    "b.numpy(), stride=tuple(stride), padding=tuple(padding)))"),
+    # the output size without the stride
+    "fake-stride-ignored": _edit(OPERATOR, "- K_H) // stride[0] + 1", "- K_H) + 1", "- K_W) // stride[1] + 1",
+                                 "- K_W) + 1"),
+    # the fake in PyTorch's default dtype (float32), not x's
+    "fake-default-dtype": _edit(OPERATOR, FAKE_OUTPUT, "return torch.empty((N, C_out, H_out, W_out))"),
+    # setup_context keeps the output where the weight belongs: the backward computes with the wrong tensor
+    "setup-context-saves-output": _edit(OPERATOR, "ctx.save_for_backward(x, w)", "ctx.save_for_backward(x, output)"),
+    # x's and w's gradients in each other's place
+    "operator-gradients-swapped": _edit(OPERATOR, RETURN, "return grad_w, grad_x, grad_b, None, None"),
+    # the backward operator returns NumPy arrays, not tensors
+    "backward-operator-returns-numpy": _edit(
+        OPERATOR, "return torch.from_numpy(grad_x), torch.from_numpy(grad_w), torch.from_numpy(grad_b)",
+        "return grad_x, grad_w, grad_b"),
+    # backward runs NumPy itself instead of calling the backward operator: right in eager mode, but the compiler
+    # traces backward on fake tensors
+    "backward-runs-numpy": _edit(
+        OPERATOR, CALL_BACKWARD,
+        "g = np.ascontiguousarray(grad_out.detach().numpy())\n"
+        "    settings = dict(stride=tuple(ctx.stride), padding=tuple(ctx.padding))\n"
+        "    x_np, w_np = x.detach().numpy(), w.detach().numpy()\n"
+        "    grad_x = torch.from_numpy(convlib.conv2d_grad_input(x.shape, w_np, g, **settings))\n"
+        "    grad_w = torch.from_numpy(convlib.conv2d_grad_weight(x_np, w.shape, g, **settings))\n"
+        "    grad_b = torch.from_numpy(g.sum(axis=(0, 2, 3)))"),
+    # a shortcut: PyTorch's convolution inside the operator
+    "operator-uses-f-conv2d": _edit(OPERATOR, "out = convlib.conv2d(x.numpy(), w.numpy(), b.numpy(), "
+                                              "stride=tuple(stride), padding=tuple(padding))",
+                                    "return F.conv2d(x, w, b, tuple(stride), tuple(padding))"),
 }
 
 # What the visible tests' message says (checked in the feedback the learner gets).
@@ -114,6 +150,15 @@ MESSAGES = {
     "module-uses-convlib-function": "another class called Conv2dFunction (defined in convlib.torch_layer)",
     "stride-not-passed": "stride and padding did not reach the convolution",
     "module-output-not-from-function": "the node of an operation applied after (or instead of) your Function",
+    "fake-input-shape": "the fake implementation returns x's shape",
+    "fake-runs-numpy": "the fake implementation reads data",
+    "fake-stride-ignored": "the stride is missing from the fake's output size",
+    "fake-default-dtype": "the fake's dtype is PyTorch's default (float32)",
+    "setup-context-saves-output": "check what setup_context saves",
+    "operator-gradients-swapped": "are the gradients of x and w swapped in the return?",
+    "backward-operator-returns-numpy": "conv2d_backward_op returned NumPy arrays",
+    "backward-runs-numpy": "backward runs NumPy itself",
+    "operator-uses-f-conv2d": "ran PyTorch's own convolution (torch.conv2d)",
 }
 
 # a classic mistake, graded end to end through `python -m grading` as well (tests/test_mutations.py):
