@@ -101,8 +101,6 @@ MUTATIONS = {
     # the output size without the stride
     "fake-stride-ignored": _edit(OPERATOR, "- K_H) // stride[0] + 1", "- K_H) + 1", "- K_W) // stride[1] + 1",
                                  "- K_W) + 1"),
-    # the fake in PyTorch's default dtype (float32), not x's
-    "fake-default-dtype": _edit(OPERATOR, FAKE_OUTPUT, "return torch.empty((N, C_out, H_out, W_out))"),
     # setup_context keeps the output where the weight belongs: the backward computes with the wrong tensor
     "setup-context-saves-output": _edit(OPERATOR, "ctx.save_for_backward(x, w)", "ctx.save_for_backward(x, output)"),
     # x's and w's gradients in each other's place
@@ -153,7 +151,6 @@ MESSAGES = {
     "fake-input-shape": "the fake implementation returns x's shape",
     "fake-runs-numpy": "the fake implementation reads data",
     "fake-stride-ignored": "the stride is missing from the fake's output size",
-    "fake-default-dtype": "the fake's dtype is PyTorch's default (float32)",
     "setup-context-saves-output": "check what setup_context saves",
     "operator-gradients-swapped": "are the gradients of x and w swapped in the return?",
     "backward-operator-returns-numpy": "conv2d_backward_op returned NumPy arrays",
