@@ -9,27 +9,28 @@ the model: parameters, gradients, buffers and the training flag are as they were
 Each problem is one cause code per parameter name (as ``named_parameters()`` gives
 it, or the attribute path of a tensor that should have been a parameter):
 
-===================== ==========================================================
-``not_registered``    a trainable tensor held where ``parameters()`` cannot see it
-``frozen``            ``requires_grad`` is False
-``unused``            the forward pass never uses it
-``not_in_loss``       the forward pass uses it, but what it computes never reaches the loss
-                      (dropped inside forward, or in an output the loss ignores)
-``detached``          ``.detach()``, ``.data``, ``.item()``, a NumPy round trip or
-                      ``torch.tensor(t)`` cut its path to the loss
-``no_grad``           it was used under ``torch.no_grad()`` or ``inference_mode()``
-``non_differentiable`` a comparison, ``argmax`` or integer cast cut the path, or a
-                      step (``round``, ``floor``, ``sign``) passed zero everywhere
-``reentrant_checkpoint`` it runs inside ``torch.utils.checkpoint`` with ``use_reentrant=True``
-                      and no input of the checkpoint requires a gradient
-``nonfinite``         the gradient holds NaN or inf (also behind a ``torch.where``)
-``zero``              the gradient exists but is exactly zero (dead ReLU, saturation)
-``underflow``         zero in float16 (or bfloat16) but not in float64: too small to represent
-``bad_backward``      the gradient disagrees with finite differences (a wrong custom
-                      ``backward``, or a statistic of the parameters cut off one of
-                      two paths), or a custom ``backward`` returned none, too few or
-                      misshapen gradients
-===================== ==========================================================
+======================== ======================================================================
+``not_registered``       a trainable tensor held where ``parameters()`` cannot see it
+``frozen``               ``requires_grad`` is False
+``unused``               the forward pass never uses it
+``not_in_loss``          the forward pass uses it, but what it computes never reaches
+                         the loss (dropped inside forward, or in an output the loss ignores)
+``detached``             ``.detach()``, ``.data``, ``.item()``, a NumPy round trip or
+                         ``torch.tensor(t)`` cut its path to the loss
+``no_grad``              it was used under ``torch.no_grad()`` or ``inference_mode()``
+``non_differentiable``   a comparison, ``argmax`` or integer cast cut the path, or a
+                         step (``round``, ``floor``, ``sign``) passed zero everywhere
+``reentrant_checkpoint`` it runs inside ``torch.utils.checkpoint(..., use_reentrant=True)``
+                         and no input of the checkpoint requires a gradient
+``nonfinite``            the gradient holds NaN or inf (also from a branch ``torch.where`` drops)
+``zero``                 the gradient exists but is exactly zero (dead ReLU, saturation)
+``underflow``            exactly zero in float16 (or bfloat16) but not in float64: too small
+                         for the low precision
+``bad_backward``         the gradient disagrees with finite differences (a wrong custom
+                         ``backward``, or a statistic of the parameters cut off one of
+                         two paths), or a custom ``backward`` returned none, too few or
+                         misshapen gradients
+======================== ======================================================================
 
 A trainable tensor that is not registered and not a leaf either (``.double()`` or
 ``.to(...)`` after ``requires_grad``) is ``not_registered``, with that as evidence.
@@ -391,22 +392,16 @@ def _gradients(loss: torch.Tensor, targets: list[torch.Tensor],
 
     A checkpoint in reentrant mode runs a backward pass of its own inside the outer one, which writes into
     ``.grad`` and which ``torch.autograd.grad`` does not see (the parameters inside come back None). With one
-    on the path (``reentrant``), the gradients are read from ``.grad`` after ``loss.backward()``, and each
-    target gets its ``.grad`` back as it was.
+    on the path (``reentrant``), the gradients are read from ``.grad`` after ``loss.backward()``. This writes
+    into the model's ``.grad``: ``diagnose`` runs a copy, or puts the original's gradients back afterwards.
     """
     if not reentrant:
         return torch.autograd.grad(loss, targets, allow_unused=True, retain_graph=True)
-    saved = [t.grad if t.is_leaf else None for t in targets]
-    try:
-        for t in targets:
-            if t.is_leaf:
-                t.grad = None
-        loss.backward(retain_graph=True)
-        return tuple(t.grad if t.is_leaf else None for t in targets)
-    finally:
-        for t, grad in zip(targets, saved):
-            if t.is_leaf:
-                t.grad = grad
+    for t in targets:
+        if t.is_leaf:
+            t.grad = None
+    loss.backward(retain_graph=True)
+    return tuple(t.grad if t.is_leaf else None for t in targets)
 
 
 def _reached_leaves(tensors: list[torch.Tensor]) -> set[int]:

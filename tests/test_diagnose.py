@@ -723,3 +723,23 @@ def test_convlib_diagnose_is_the_function_even_after_its_module_is_imported():
     importlib.import_module("convlib.diagnosis")
     assert callable(convlib.diagnose) and convlib.diagnose is diagnose
     assert convlib.Diagnosis is Diagnosis
+
+
+def test_diagnose_gives_back_the_gradients_a_reentrant_checkpoint_writes():
+    # a reentrant checkpoint is read through backward(), which writes .grad; on a model that cannot be copied,
+    # diagnose runs the original, and each .grad must come back as it was
+    class Uncopyable(ConvPair):
+        def __init__(self):
+            super().__init__()
+            self.offset = torch.zeros(1, requires_grad=True) + 0.0  # not a leaf: deepcopy refuses the model
+
+        def hidden(self, x):
+            return checkpoint(self.first, x + self.offset, use_reentrant=True)
+
+    torch.manual_seed(0)
+    model = Uncopyable()
+    model(batch(seed=1)).sum().backward()  # gradients other than those diagnose computes
+    before = _state(model)
+    report = diagnose(model, batch().requires_grad_())
+    assert report.problems == {"offset": "not_registered"}, str(report)
+    assert _same(before, _state(model))
