@@ -375,6 +375,13 @@ def _torch_grad_of(layer: Callable, x: Array, grad_out: Array) -> np.ndarray:
     return xt.grad.numpy()
 
 
+def _pool_advice(kernel_size: int, s: int, rule: str, overlap: str) -> list[str]:
+    """What to check when no likely mistake matched: the rule, and the overlap when the stride makes one."""
+    if s >= kernel_size:
+        return [rule]
+    return [rule, f"windows overlap (stride < kernel_size): {overlap}: accumulate with +="]
+
+
 def _window_sizes(kernel_size: int, stride: int | None) -> str:
     return f"kernel_size={kernel_size}, stride={kernel_size if stride is None else stride}"
 
@@ -404,10 +411,9 @@ def check_max_pool_grad(func: Callable, x: Array, grad_out: Array, kernel_size: 
               spread),
              ("a tie gives the gradient to every pixel equal to the maximum: PyTorch gives it to the first "
               "maximum in row-major order only", _to_every_maximum(x, grad_out, kernel_size, s))]
-    advice = ["the gradient of a window goes to one pixel, the first maximum met row by row (np.argmax finds it)"]
-    if s < kernel_size:
-        advice.append("windows overlap (stride < kernel_size): a pixel that is the maximum of several windows "
-                      "collects the gradient of each: accumulate with +=")
+    advice = _pool_advice(kernel_size, s, "the gradient of a window goes to one pixel, the first maximum met row by "
+                          "row (np.argmax finds it)", "a pixel that is the maximum of several windows collects the "
+                          "gradient of each")
     compare(f"max_pool2d_backward(x of shape {x.shape}, grad_out of shape {grad_out.shape}, "
             f"{_window_sizes(kernel_size, stride)})", received, expected, hints=hints, advice=advice)
 
@@ -422,13 +428,11 @@ def check_avg_pool_grad(func: Callable, input_shape: tuple[int, ...], grad_out: 
     s = kernel_size if stride is None else stride
     received = call_own_code(func, tuple(input_shape), grad_out, kernel_size, stride)
     expected = _torch_grad_of(lambda t: F.avg_pool2d(t, kernel_size, s), np.zeros(input_shape), grad_out)
-    hints = [("not divided by the window's size: each of its KH * KW pixels gets grad_out / (KH * KW)",
+    hints = [("not divided by the window's size: each of its K_H * K_W pixels gets grad_out / (K_H * K_W)",
               expected * kernel_size ** 2),
              ("divided by the window's size twice", expected / kernel_size ** 2)]
-    advice = ["each pixel of a window gets that window's grad_out / (kernel_size * kernel_size)"]
-    if s < kernel_size:
-        advice.append("windows overlap (stride < kernel_size): a pixel in several windows collects a share from "
-                      "each: accumulate with +=")
+    advice = _pool_advice(kernel_size, s, "each pixel of a window gets that window's grad_out / "
+                          "(kernel_size * kernel_size)", "a pixel in several windows collects a share from each")
     compare(f"avg_pool2d_backward(input_shape={tuple(input_shape)}, grad_out of shape {grad_out.shape}, "
             f"{_window_sizes(kernel_size, stride)})", received, expected, hints=hints, advice=advice)
 

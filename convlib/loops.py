@@ -228,12 +228,9 @@ def max_pool2d(
     x4, unbatched, geo = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode)
     out = np.zeros(geo.out_shape, dtype=x4.dtype)
     index = np.zeros(geo.out_shape, dtype=np.int64)
-    for n in range(geo.N):
-        for ch in range(geo.C):
-            for i in range(geo.H_out):
-                for j in range(geo.W_out):
-                    r, c = _arg_max(x4, n, ch, geo, i, j)
-                    out[n, ch, i, j], index[n, ch, i, j] = x4[n, ch, r, c], r * geo.W + c
+    for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
+        r, c = _arg_max(x4, n, ch, geo, i, j)
+        out[n, ch, i, j], index[n, ch, i, j] = x4[n, ch, r, c], r * geo.W + c
     if unbatched:
         out, index = out[0], index[0]
     return (out, index) if return_indices else out
@@ -248,12 +245,9 @@ def max_pool2d_grad(
     g = check_like(grad_out, "grad_out", geo.out_shape[unbatched:], x4.dtype, "the forward output's shape")
     g = g[None] if unbatched else g
     grad_x = np.zeros(x4.shape, dtype=np.float64)
-    for n in range(geo.N):
-        for ch in range(geo.C):
-            for i in range(geo.H_out):
-                for j in range(geo.W_out):
-                    r, c = _arg_max(x4, n, ch, geo, i, j)
-                    grad_x[n, ch, r, c] += g[n, ch, i, j]
+    for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
+        r, c = _arg_max(x4, n, ch, geo, i, j)
+        grad_x[n, ch, r, c] += g[n, ch, i, j]
     grad_x = grad_x.astype(x4.dtype)
     return grad_x[0] if unbatched else grad_x
 
@@ -278,12 +272,9 @@ def avg_pool2d(
     x4, unbatched, geo = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
     divisor_override = as_divisor(divisor_override)
     out = np.zeros(geo.out_shape, dtype=x4.dtype)
-    for n in range(geo.N):
-        for ch in range(geo.C):
-            for i in range(geo.H_out):
-                for j in range(geo.W_out):
-                    total = sum(float(x4[n, ch, r, c]) for r, c in _window_pixels(geo, i, j))
-                    out[n, ch, i, j] = total / _divisor(geo, i, j, count_include_pad, divisor_override)
+    for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
+        total = sum(float(x4[n, ch, r, c]) for r, c in _window_pixels(geo, i, j))
+        out[n, ch, i, j] = total / _divisor(geo, i, j, count_include_pad, divisor_override)
     return out[0] if unbatched else out
 
 
@@ -296,13 +287,10 @@ def avg_pool2d_grad(
     geo, g4, unbatched = pooling._check_avg_grad(input_shape, grad_out, kernel_size, stride, padding, ceil_mode)
     divisor_override = as_divisor(divisor_override)
     grad_x = np.zeros((geo.N, geo.C, geo.H, geo.W), dtype=np.float64)
-    for n in range(geo.N):
-        for ch in range(geo.C):
-            for i in range(geo.H_out):
-                for j in range(geo.W_out):
-                    share = g4[n, ch, i, j] / _divisor(geo, i, j, count_include_pad, divisor_override)
-                    for r, c in _window_pixels(geo, i, j):
-                        grad_x[n, ch, r, c] += share
+    for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
+        share = g4[n, ch, i, j] / _divisor(geo, i, j, count_include_pad, divisor_override)
+        for r, c in _window_pixels(geo, i, j):
+            grad_x[n, ch, r, c] += share
     grad_x = grad_x.astype(g4.dtype)
     return grad_x[0] if unbatched else grad_x
 
@@ -311,6 +299,16 @@ def _channel_values(x: np.ndarray, ch: int) -> list[tuple[int, ...]]:
     """Every index of channel ``ch`` in ``x`` (N, C, H_in, W_in): the m values its statistics run over."""
     N, _, H, W = x.shape
     return [(n, ch, r, c) for n in range(N) for r in range(H) for c in range(W)]
+
+
+def _statistics(x4: np.ndarray, at: list[tuple[int, ...]], ch: int, training: bool, running_mean: Array | None,
+                running_var: Array | None) -> tuple[float, float]:
+    """Channel ``ch``'s mean and biased variance: the batch's in training, the running ones in evaluation."""
+    if training:
+        mean = sum(float(x4[k]) for k in at) / len(at)
+        return mean, sum((float(x4[k]) - mean) ** 2 for k in at) / len(at)
+    assert running_mean is not None and running_var is not None  # batchnorm._check refused the rest
+    return float(running_mean[ch]), float(running_var[ch])
 
 
 def batch_norm2d(
@@ -323,12 +321,7 @@ def batch_norm2d(
     for ch in range(x4.shape[1]):
         at = _channel_values(x4, ch)
         m = len(at)
-        if training:
-            mean = sum(float(x4[k]) for k in at) / m
-            var = sum((float(x4[k]) - mean) ** 2 for k in at) / m
-        else:
-            assert running_mean is not None and running_var is not None
-            mean, var = float(running_mean[ch]), float(running_var[ch])
+        mean, var = _statistics(x4, at, ch, training, running_mean, running_var)
         gamma = 1.0 if weight is None else float(weight[ch])
         beta = 0.0 if bias is None else float(bias[ch])
         for k in at:
@@ -354,12 +347,7 @@ def batch_norm2d_grad(
     for ch in range(C):
         at = _channel_values(x4, ch)
         m = len(at)
-        if training:
-            mean = sum(float(x4[k]) for k in at) / m
-            var = sum((float(x4[k]) - mean) ** 2 for k in at) / m
-        else:
-            assert running_mean is not None and running_var is not None
-            mean, var = float(running_mean[ch]), float(running_var[ch])
+        mean, var = _statistics(x4, at, ch, training, running_mean, running_var)
         sigma = (var + eps) ** 0.5
         gamma = 1.0 if weight is None else float(weight[ch])
         grad_x_hat = {k: float(g4[k]) * gamma for k in at}  # y = gamma * x_hat + beta
