@@ -36,7 +36,8 @@ FORBIDDEN = [
      "the kernel size is K (K_H, K_W): k is an input row"),
     (r"\b[WOX]_\{[a-z]{2}\}|\b[WOX]_\{[a-z],", "index with brackets, O[i, j], not subscripts"),
     (r"\\text\{out\}\[|\bx_\\text\{pad\}\[", "the output is O and the padded input X_pad, in capitals"),
-    (r"multiplier\s+\$?m\b|\bm\s*=\s*C_", "the channel multiplier is M: m counts the values of a batch-norm statistic (chapter 10)"),
+    (r"multiplier\s+\$?m\b|\bm\s*=\s*C_",
+     "the channel multiplier is M: m counts the values of a batch-norm statistic (chapter 10)"),
 ]
 
 
