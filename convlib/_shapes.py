@@ -428,7 +428,8 @@ def check_like(a: object, name: str, shape: tuple[int, ...], dtype: np.dtype, wh
     a = check_array(a, name)
     if a.shape != shape:
         raise ValueError(f"{name} must have {what} {shape}, got {a.shape}")
-    check_same_dtype(**{name: a, "x": np.empty(0, dtype)})
+    if a.dtype != dtype:
+        raise TypeError(f"arrays must share one dtype, got {name} {a.dtype} where x is {dtype}")
     return a
 
 
@@ -446,10 +447,87 @@ def as_divisor(divisor_override: object) -> int | None:
 def as_image_shape(input_shape: object) -> tuple[tuple[int, int, int, int], bool]:
     """``input_shape`` (N, C, H_in, W_in) or (C, H_in, W_in) as four ints, and whether it was one image."""
     items = tuple(input_shape) if isinstance(input_shape, Iterable) else ()
-    if len(items) == 3:
-        return (1, *as_shape(items, "input_shape", 3)), True  # type: ignore[return-value]
-    if len(items) != 4:
+    if len(items) not in (3, 4):
         raise TypeError(
             f"input_shape must be a sequence of 4 ints (N, C, H_in, W_in) or 3 (C, H_in, W_in), got {input_shape!r}"
         )
-    return as_shape(items, "input_shape"), False  # type: ignore[return-value]
+    N, C, H, W = as_shape((1, *items) if len(items) == 3 else items, "input_shape")
+    return (N, C, H, W), len(items) == 3
+
+
+# The entry checks of chapter 10's layers, one per public signature, shared by pooling.py, batchnorm.py and
+# loops.py. A single image (C, H_in, W_in) is given a batch axis of one; `unbatched` says to take it off again.
+
+
+class PoolCall(NamedTuple):
+    """A pooling call's arrays with a batch axis, its geometry, and whether the caller gave one image."""
+
+    x: np.ndarray
+    grad_out: np.ndarray | None
+    geo: PoolGeometry
+    unbatched: bool
+
+
+def check_pool(
+    x: object, kernel_size: object, stride: object, padding: object, dilation: object, ceil_mode: object,
+    grad_out: object = None,
+) -> PoolCall:
+    """All checks of ``max_pool2d``/``avg_pool2d(x, ...)`` and, with ``grad_out``, of ``max_pool2d_grad``."""
+    x = check_images(x)
+    unbatched = x.ndim == 3
+    x4 = x[None] if unbatched else x
+    geo = pool_geometry(x4.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    if grad_out is None:
+        return PoolCall(x4, None, geo, unbatched)
+    g = check_like(grad_out, "grad_out", geo.out_shape[unbatched:], x.dtype, "the forward output's shape")
+    return PoolCall(x4, g[None] if unbatched else g, geo, unbatched)
+
+
+def check_pool_shape(
+    input_shape: object, grad_out: object, kernel_size: object, stride: object, padding: object, ceil_mode: object,
+) -> tuple[np.ndarray, PoolGeometry, bool]:
+    """All checks of ``avg_pool2d_grad(input_shape, grad_out, ...)``: grad_out with a batch axis, the geometry."""
+    shape4, unbatched = as_image_shape(input_shape)
+    g = check_array(grad_out, "grad_out")
+    geo = pool_geometry(shape4, kernel_size, stride, padding, 1, ceil_mode, name="input_shape")
+    g = check_like(g, "grad_out", geo.out_shape[unbatched:], g.dtype, "the forward output's shape")
+    return (g[None] if unbatched else g), geo, unbatched
+
+
+class BatchNormCall(NamedTuple):
+    """A batch-norm call's arrays, checked; the per-channel vectors are None where not given."""
+
+    x: np.ndarray
+    running_mean: np.ndarray | None
+    running_var: np.ndarray | None
+    weight: np.ndarray | None
+    bias: np.ndarray | None
+
+
+def check_batch_norm(
+    x: object, running_mean: object, running_var: object, weight: object, bias: object, training: object,
+    eps: object,
+) -> BatchNormCall:
+    """All checks of ``batch_norm2d`` and ``batch_norm2d_grad``: x (N, C, H_in, W_in), the vectors (C,).
+
+    One image (C, H_in, W_in) is refused, as ``nn.BatchNorm2d`` refuses it: add the batch axis, ``x[None]``.
+    """
+    x = check_array(x, "x", "NCHW")
+    C = x.shape[1]
+
+    def vector(a: object, name: str) -> np.ndarray | None:
+        return None if a is None else check_like(a, name, (C,), x.dtype, "one value per channel, shape")
+
+    call = BatchNormCall(x, vector(running_mean, "running_mean"), vector(running_var, "running_var"),
+                         vector(weight, "weight"), vector(bias, "bias"))
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False, got {training!r}")
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float)) or not eps >= 0:
+        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+    if not training and (call.running_mean is None or call.running_var is None):
+        raise ValueError("running_mean and running_var are needed in evaluation mode (training=False)")
+    if training and x.size // C < 2:
+        raise ValueError(
+            f"training needs more than one value per channel to compute a variance, got x of shape {x.shape}"
+        )
+    return call

@@ -25,41 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._shapes import Array, check_array, check_like
+from ._shapes import Array, check_batch_norm, check_like
 
 __all__ = ["batch_norm2d", "batch_norm2d_grad"]
-
-
-def _channel_vector(a: object, name: str, C: int, dtype: np.dtype) -> np.ndarray | None:
-    """Check an optional per-channel vector of shape (C,)."""
-    if a is None:
-        return None
-    return check_like(check_array(a, name), name, (C,), dtype, "one value per channel, shape")
-
-
-def _check(
-    x: object, running_mean: object, running_var: object, weight: object, bias: object, training: object,
-    eps: object,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The checks of :func:`batch_norm2d` and its gradient: x (N, C, H_in, W_in), vectors (C,).
-
-    One image (C, H_in, W_in) is refused, as ``nn.BatchNorm2d`` refuses it: add the batch axis, ``x[None]``.
-    """
-    x = check_array(x, "x", "NCHW")
-    C = x.shape[1]
-    vectors = [_channel_vector(a, name, C, x.dtype) for a, name in
-               ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias"))]
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be True or False, got {training!r}")
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-    if not training and (vectors[0] is None or vectors[1] is None):
-        raise ValueError("running_mean and running_var are needed in evaluation mode (training=False)")
-    if training and x.size // C < 2:
-        raise ValueError(
-            f"training needs more than one value per channel to compute a variance, got x of shape {x.shape}"
-        )
-    return x, vectors[0], vectors[1], vectors[2], vectors[3]
 
 
 def _per_channel(v: np.ndarray) -> np.ndarray:
@@ -73,7 +41,7 @@ def _statistics(
     """The mean and the (biased) variance the normalisation uses, per channel."""
     if training:
         return x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
-    assert running_mean is not None and running_var is not None  # _check refused the rest
+    assert running_mean is not None and running_var is not None  # check_batch_norm refused the rest
     return running_mean, running_var
 
 
@@ -90,7 +58,8 @@ def batch_norm2d(
     >>> batch_norm2d(x, training=True, eps=0.0).round(4).ravel()
     array([-1.3416, -0.4472,  0.4472,  1.3416])
     """
-    x, running_mean, running_var, weight, bias = _check(x, running_mean, running_var, weight, bias, training, eps)
+    x, running_mean, running_var, weight, bias = check_batch_norm(
+        x, running_mean, running_var, weight, bias, training, eps)
     mean, var = _statistics(x, running_mean, running_var, bool(training))
     x_hat = (x - _per_channel(mean)) / np.sqrt(_per_channel(var) + x.dtype.type(eps))
     y = x_hat if weight is None else x_hat * _per_channel(weight)
@@ -119,7 +88,8 @@ def batch_norm2d_grad(
     >>> bool(np.abs(grad_x).max() < 1e-12), grad_beta  # a constant upstream gradient: the mean's path cancels it
     (True, array([4.]))
     """
-    x, running_mean, running_var, weight, _ = _check(x, running_mean, running_var, weight, None, training, eps)
+    x, running_mean, running_var, weight, _ = check_batch_norm(
+        x, running_mean, running_var, weight, None, training, eps)
     g = check_like(grad_out, "grad_out", x.shape, x.dtype, "the shape of x")
     mean, var = _statistics(x, running_mean, running_var, bool(training))
     inv_sigma = _per_channel(1 / np.sqrt(var + x.dtype.type(eps)))

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from . import batchnorm, pooling
 from ._shapes import (
     Array,
     Geometry,
@@ -36,10 +35,11 @@ from ._shapes import (
     as_divisor,
     check_backward_input,
     check_backward_weight,
+    check_batch_norm,
     check_forward,
-    check_images,
     check_like,
-    pool_geometry,
+    check_pool,
+    check_pool_shape,
 )
 
 __all__ = [
@@ -191,14 +191,6 @@ def conv2d_grad_input(
 # bounds, and batch normalisation's gradient is taken in stages through the variance and the mean.
 
 
-def _pool_setup(x: Array, kernel_size: IntPair, stride: IntPair | None, padding: IntPair, dilation: IntPair,
-                ceil_mode: bool) -> tuple[np.ndarray, bool, PoolGeometry]:
-    x = check_images(x)
-    unbatched = x.ndim == 3
-    x4 = x[None] if unbatched else x
-    return x4, unbatched, pool_geometry(x4.shape, kernel_size, stride, padding, dilation, ceil_mode)
-
-
 def _window_pixels(geo: PoolGeometry, i: int, j: int) -> Iterator[tuple[int, int]]:
     """The input pixels (row, column) of window (i, j), row by row, padding left out."""
     (KH, KW), (sh, sw), (ph, pw), (dh, dw) = geo.kernel, geo.stride, geo.padding, geo.dilation
@@ -225,7 +217,7 @@ def max_pool2d(
     ceil_mode: bool = False, return_indices: bool = False,
 ) -> Array | tuple[Array, np.ndarray]:
     """The largest value of each window; with ``return_indices``, where it is (``row * W_in + col``)."""
-    x4, unbatched, geo = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode)
+    x4, _, geo, unbatched = check_pool(x, kernel_size, stride, padding, dilation, ceil_mode)
     out = np.zeros(geo.out_shape, dtype=x4.dtype)
     index = np.zeros(geo.out_shape, dtype=np.int64)
     for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
@@ -241,9 +233,8 @@ def max_pool2d_grad(
     dilation: IntPair = 1, ceil_mode: bool = False,
 ) -> Array:
     """dL/dx of max pooling: each window's upstream gradient added to its arg-max pixel."""
-    x4, unbatched, geo = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode)
-    g = check_like(grad_out, "grad_out", geo.out_shape[unbatched:], x4.dtype, "the forward output's shape")
-    g = g[None] if unbatched else g
+    x4, g, geo, unbatched = check_pool(x, kernel_size, stride, padding, dilation, ceil_mode, grad_out)
+    assert g is not None
     grad_x = np.zeros(x4.shape, dtype=np.float64)
     for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
         r, c = _arg_max(x4, n, ch, geo, i, j)
@@ -269,7 +260,7 @@ def avg_pool2d(
     count_include_pad: bool = True, divisor_override: int | None = None,
 ) -> Array:
     """The sum of each window's input pixels over the window's divisor."""
-    x4, unbatched, geo = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
+    x4, _, geo, unbatched = check_pool(x, kernel_size, stride, padding, 1, ceil_mode)
     divisor_override = as_divisor(divisor_override)
     out = np.zeros(geo.out_shape, dtype=x4.dtype)
     for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
@@ -284,7 +275,7 @@ def avg_pool2d_grad(
     divisor_override: int | None = None,
 ) -> Array:
     """dL/dx of average pooling: each input pixel of a window gets the window's gradient over its divisor."""
-    geo, g4, unbatched = pooling._check_avg_grad(input_shape, grad_out, kernel_size, stride, padding, ceil_mode)
+    g4, geo, unbatched = check_pool_shape(input_shape, grad_out, kernel_size, stride, padding, ceil_mode)
     divisor_override = as_divisor(divisor_override)
     grad_x = np.zeros((geo.N, geo.C, geo.H, geo.W), dtype=np.float64)
     for n, ch, i, j in np.ndindex(*geo.out_shape):  # every window of every channel and image
@@ -307,7 +298,7 @@ def _statistics(x4: np.ndarray, at: list[tuple[int, ...]], ch: int, training: bo
     if training:
         mean = sum(float(x4[k]) for k in at) / len(at)
         return mean, sum((float(x4[k]) - mean) ** 2 for k in at) / len(at)
-    assert running_mean is not None and running_var is not None  # batchnorm._check refused the rest
+    assert running_mean is not None and running_var is not None  # check_batch_norm refused the rest
     return float(running_mean[ch]), float(running_var[ch])
 
 
@@ -316,7 +307,7 @@ def batch_norm2d(
     bias: Array | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
 ) -> Array:
     """Batch normalisation, one channel and one value at a time; updates the running statistics in training."""
-    x4 = batchnorm._check(x, running_mean, running_var, weight, bias, training, eps)[0]
+    x4 = check_batch_norm(x, running_mean, running_var, weight, bias, training, eps).x
     y = np.zeros(x4.shape, dtype=np.float64)
     for ch in range(x4.shape[1]):
         at = _channel_values(x4, ch)
@@ -339,7 +330,7 @@ def batch_norm2d_grad(
     weight: Array | None = None, training: bool = False, eps: float = 1e-5,
 ) -> tuple[Array, Array, Array]:
     """dL/dx, dL/dgamma, dL/dbeta by the chain rule in stages: through x_hat, then the variance, then the mean."""
-    x4 = batchnorm._check(x, running_mean, running_var, weight, None, training, eps)[0]
+    x4 = check_batch_norm(x, running_mean, running_var, weight, None, training, eps).x
     g4 = check_like(grad_out, "grad_out", x4.shape, x4.dtype, "the shape of x")
     C = x4.shape[1]
     grad_x = np.zeros(x4.shape, dtype=np.float64)

@@ -31,18 +31,14 @@ from ._shapes import (
     check_array,
     check_images,
     check_like,
-    pool_geometry,
+    check_pool,
+    check_pool_shape,
 )
 
 __all__ = [
     "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad",
     "global_avg_pool2d", "global_avg_pool2d_grad", "relu", "relu_grad",
 ]
-
-
-def _batched(x: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``x`` with a batch axis, and whether one was added (an unbatched image)."""
-    return (x[None], True) if x.ndim == 3 else (x, False)
 
 
 def _padded(x: np.ndarray, geo: PoolGeometry, fill: float) -> np.ndarray:
@@ -103,8 +99,7 @@ def max_pool2d(
     >>> max_pool2d(x, 2, return_indices=True)
     (array([[[[4.]]]]), array([[[[2]]]]))
     """
-    x4, unbatched = _batched(check_images(x))
-    geo = pool_geometry(x4.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    x4, _, geo, unbatched = check_pool(x, kernel_size, stride, padding, dilation, ceil_mode)
     out, tap = _arg_max(_padded(x4, geo, -np.inf), geo)
     if unbatched:
         out, tap = out[0], tap[0]
@@ -130,13 +125,10 @@ def max_pool2d_grad(
     array([[[[ 0.,  0.],
              [10.,  0.]]]])
     """
-    x = check_images(x)
-    x4, unbatched = _batched(x)
-    geo = pool_geometry(x4.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    g = check_like(grad_out, "grad_out", geo.out_shape[unbatched:], x.dtype, "the forward output's shape")
-    g = g[None] if unbatched else g
+    x4, g, geo, unbatched = check_pool(x, kernel_size, stride, padding, dilation, ceil_mode, grad_out)
+    assert g is not None
     _, winner = _arg_max(_padded(x4, geo, -np.inf), geo)
-    grad_xp = _zeros_padded(geo, x.dtype)
+    grad_xp = _zeros_padded(geo, x4.dtype)
     for tap, row, col in geo.taps():
         # for one tap, different windows read different pixels: a plain += adds nothing twice
         _window_tap(grad_xp, geo, row, col)[...] += np.where(winner == tap, g, 0)
@@ -192,8 +184,7 @@ def avg_pool2d(
     array([[[[ 2.5,  4.5],
              [10.5, 12.5]]]])
     """
-    x4, unbatched = _batched(check_images(x))
-    geo = pool_geometry(x4.shape, kernel_size, stride, padding, 1, ceil_mode)
+    x4, _, geo, unbatched = check_pool(x, kernel_size, stride, padding, 1, ceil_mode)
     divisor = _divisor(geo, x4.dtype, bool(count_include_pad), as_divisor(divisor_override))
     out = _window_sum(_padded(x4, geo, 0.0), geo) / divisor
     return out[0] if unbatched else out
@@ -212,23 +203,12 @@ def avg_pool2d_grad(
     array([[[[2., 2.],
              [2., 2.]]]])
     """
-    geo, g, unbatched = _check_avg_grad(input_shape, grad_out, kernel_size, stride, padding, ceil_mode)
+    g, geo, unbatched = check_pool_shape(input_shape, grad_out, kernel_size, stride, padding, ceil_mode)
     share = g / _divisor(geo, g.dtype, bool(count_include_pad), as_divisor(divisor_override))
     grad_xp = _zeros_padded(geo, g.dtype)
     for _, row, col in geo.taps():
         _window_tap(grad_xp, geo, row, col)[...] += share
     return _crop(grad_xp, geo, unbatched)
-
-
-def _check_avg_grad(
-    input_shape: object, grad_out: object, kernel_size: object, stride: object, padding: object, ceil_mode: object,
-) -> tuple[PoolGeometry, np.ndarray, bool]:
-    """The checks of :func:`avg_pool2d_grad`: its geometry, ``grad_out`` with a batch axis, and whether it had one."""
-    shape4, unbatched = as_image_shape(input_shape)
-    g = check_array(grad_out, "grad_out")
-    geo = pool_geometry(shape4, kernel_size, stride, padding, 1, ceil_mode, name="input_shape")
-    g = check_like(g, "grad_out", geo.out_shape[unbatched:], g.dtype, "the forward output's shape")
-    return geo, (g[None] if unbatched else g), unbatched
 
 
 def global_avg_pool2d(x: Array) -> Array:
@@ -254,9 +234,9 @@ def global_avg_pool2d_grad(input_shape: Sequence[int], grad_out: Array) -> Array
 
 
 def relu(x: Array) -> Array:
-    """max(x, 0), elementwise. NaN stays NaN, as in PyTorch."""
+    """max(x, 0), elementwise: 0 where ``x <= 0``. NaN stays NaN, as in PyTorch."""
     x = check_array(x, "x")
-    return np.where(x > 0, x, np.where(np.isnan(x), x, 0)).astype(x.dtype, copy=False)
+    return np.where(x <= 0, 0, x).astype(x.dtype, copy=False)
 
 
 def relu_grad(x: Array, grad_out: Array) -> Array:
